@@ -1,0 +1,59 @@
+"""cartokit: Dataset Cartography for the classifiers you train.
+
+Record each training sample's gold-label probability while a model trains, compute
+confidence, variability, correctness and more, split the data map into easy-to-learn,
+ambiguous and hard-to-learn regions, and select subsets to retrain on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cartokit.dynamics import TrainingDynamics
+from cartokit.metrics import compute_metrics
+from cartokit.regions import REGIONS, Thresholds, assign_regions, region_counts
+from cartokit.selection import SELECTORS, select, select_mixture, selection_mask, subset
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "REGIONS",
+    "SELECTORS",
+    "DynamicsRecorder",
+    "Thresholds",
+    "TrainingDynamics",
+    "__version__",
+    "assign_regions",
+    "compute_metrics",
+    "read_allenai",
+    "read_dynamics",
+    "read_trustai",
+    "region_counts",
+    "select",
+    "select_mixture",
+    "selection_mask",
+    "subset",
+    "write_allenai",
+]
+
+# Names whose modules import torch or pyarrow: loaded on first use, so that `import cartokit`
+# (and `cartokit --help`) stays quick.
+_LAZY = {
+    "DynamicsRecorder": "cartokit.recorder",
+    "read_allenai": "cartokit.io",
+    "read_dynamics": "cartokit.io",
+    "read_trustai": "cartokit.io",
+    "write_allenai": "cartokit.io",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'cartokit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,204 @@
+"""The ``cartokit`` command line.
+
+Heavy imports (torch, matplotlib) happen inside the subcommands that need them, so ``--help``
+and ``cartokit select`` stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+EXAMPLES = """\
+examples:
+  cartokit metrics runs/snli -o metrics.csv            # allenai/cartography output folder
+  cartokit metrics signals.jsonl -o metrics.csv        # TrustAI training-signal file
+  cartokit metrics runs/demo/dynamics.npz -o m.csv --burn-in 1
+  cartokit select metrics.csv --by ambiguous --fraction 0.33 -o ids.txt
+  cartokit select metrics.csv --by confidence --fraction 0.1 --lowest --balanced -o ids.txt
+  cartokit select metrics.csv --region hard -o hard_ids.txt
+  cartokit select metrics.csv --mixture "17% ambiguous + 10% easy" --seed 1 -o ids.txt
+  cartokit demo --out runs/demo
+"""
+
+
+class CliError(Exception):
+    """An error to print as one line, with a non-zero exit."""
+
+
+def _cmd_metrics(args: argparse.Namespace) -> None:
+    from cartokit._validation import atomic_write
+    from cartokit.io import read_dynamics
+    from cartokit.metrics import compute_metrics
+    from cartokit.regions import Thresholds, assign_regions, region_counts
+
+    dyn = read_dynamics(args.input, format=args.format)
+    metrics = compute_metrics(dyn, burn_in=args.burn_in)
+    with atomic_write(args.output, "w") as fh:
+        metrics.to_csv(fh, float_format="%.6g")
+    counts = region_counts(assign_regions(metrics, Thresholds()))
+    summary = ", ".join(f"{name} {int(n)}" for name, n in counts.items())
+    print(
+        f"{dyn.num_samples} samples x {dyn.num_epochs} checkpoints x {dyn.num_classes} classes; "
+        f"regions (default thresholds): {summary}; wrote {args.output}",
+        file=sys.stderr,
+    )
+
+
+def _read_metrics_csv(path: str):  # noqa: ANN202 - pandas is imported lazily
+    import pandas as pd
+
+    p = Path(path)
+    if not p.is_file():
+        raise CliError(f"no metrics file at {p}; write one with 'cartokit metrics INPUT -o {p}'")
+    try:
+        table = pd.read_csv(p)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise CliError(f"{p} is not a readable CSV file: {err}") from None
+    needed = {"id", "label", "confidence", "variability"}
+    missing = sorted(needed - set(table.columns))
+    if missing:
+        raise CliError(
+            f"{p} lacks the column(s) {missing} of a cartokit metrics table; "
+            "write one with 'cartokit metrics'"
+        )
+    return table.set_index("id")
+
+
+def _cmd_select(args: argparse.Namespace) -> None:
+    from cartokit._validation import atomic_write
+    from cartokit.regions import Thresholds
+    from cartokit.selection import select, select_mixture
+
+    metrics = _read_metrics_csv(args.metrics)
+    thresholds = Thresholds(
+        ambiguous_variability=args.ambiguous_variability,
+        easy_confidence=args.easy_confidence,
+        hard_confidence=args.hard_confidence,
+    )
+    if args.mixture is not None:
+        if args.by is not None or args.region is not None or args.fraction is not None:
+            raise CliError("--mixture replaces --by, --fraction and --region; give one or the other")
+        ids = select_mixture(
+            metrics, args.mixture, thresholds=thresholds, balanced=args.balanced, seed=args.seed
+        )
+    else:
+        by = args.by if args.by is not None else ("random" if args.region else "ambiguous")
+        fraction = args.fraction
+        if fraction is None and args.region is None:
+            fraction = 0.33
+        ids = select(
+            metrics,
+            by=by,
+            fraction=fraction,
+            lowest=True if args.lowest else None,
+            region=args.region,
+            thresholds=thresholds,
+            balanced=args.balanced,
+            seed=args.seed,
+        )
+    with atomic_write(args.output, "w") as fh:
+        fh.writelines(f"{i}\n" for i in ids)
+    print(f"selected {len(ids)} of {len(metrics)} samples; wrote {args.output}", file=sys.stderr)
+
+
+def _cmd_demo(args: argparse.Namespace) -> None:
+    from cartokit.demo import run_demo
+
+    run_demo(args.out, epochs=args.epochs, noise=args.noise, seed=args.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from cartokit import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="cartokit",
+        description="Dataset Cartography: training-dynamics metrics, data maps and subsets.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"cartokit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "metrics",
+        help="compute per-sample metrics from recorded dynamics",
+        description="Compute confidence, variability, correctness, forgetting, AUM, EL2N, ... "
+        "for every sample, from an allenai/cartography folder, a TrustAI signal file or a "
+        "cartokit dynamics file.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("input", help="allenai run folder, TrustAI .jsonl, or cartokit .npz")
+    p.add_argument("-o", "--output", required=True, help="metrics CSV to write")
+    p.add_argument(
+        "--format",
+        default="auto",
+        choices=["auto", "allenai", "trustai", "cartokit"],
+        help="input format (default: detected)",
+    )
+    p.add_argument("--burn-in", type=int, default=0, help="leave out the first K checkpoints")
+    p.set_defaults(func=_cmd_metrics)
+
+    s = sub.add_parser(
+        "select",
+        help="select a subset of sample ids from a metrics CSV",
+        description="Select sample ids by a metric, a region, at random, or a mixture. "
+        "Named selectors: ambiguous (highest variability), easy (highest confidence), hard "
+        "(lowest confidence), high_confidence, low_variability, high_correctness, "
+        "low_correctness, high_forgetting, low_aum, high_el2n, random, or any metric column.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    s.add_argument("metrics", help="metrics CSV written by 'cartokit metrics'")
+    s.add_argument("-o", "--output", required=True, help="file to write, one id per line")
+    s.add_argument("--by", help="selector name or metric column (default: ambiguous)")
+    s.add_argument("--fraction", type=float, help="fraction of all samples, in (0, 1]")
+    s.add_argument("--lowest", action="store_true", help="take the lowest values of --by")
+    s.add_argument("--region", choices=["easy", "ambiguous", "hard"], help="restrict to a region")
+    s.add_argument("--mixture", help='e.g. "17%% ambiguous + 10%% easy"')
+    s.add_argument("--balanced", action="store_true", help="keep the class proportions")
+    s.add_argument("--seed", type=int, default=0, help="seed for random choices (default 0)")
+    s.add_argument("--ambiguous-variability", type=float, default=0.2, metavar="V")
+    s.add_argument("--easy-confidence", type=float, default=0.7, metavar="C")
+    s.add_argument("--hard-confidence", type=float, default=0.3, metavar="C")
+    s.set_defaults(func=_cmd_select)
+
+    d = sub.add_parser(
+        "demo",
+        help="train on scikit-learn's digits while recording, and write a data map",
+        description="Train a small MLP on scikit-learn's bundled digits with some labels "
+        "flipped, record its training dynamics, and write metrics.csv, dynamics.npz and "
+        "data_map.png to the output folder.",
+    )
+    d.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    d.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
+    d.add_argument("--noise", type=float, default=0.1, help="fraction of labels to flip")
+    d.add_argument("--seed", type=int, default=0)
+    d.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``cartokit`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except CliError as err:
+        print(f"cartokit {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as err:
+        message = " ".join(str(err).split())
+        print(f"cartokit {args.command}: error: {message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"cartokit {args.command}: interrupted; no output was written", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,401 @@
+"""Every training-dynamics formula, once.
+
+Two layers:
+
+* :func:`checkpoint_stats` turns one checkpoint's logits into the four numbers per sample that all
+  metrics need (gold-label probability, margin, sum of squared probabilities, predicted label).
+  The recorder, the array constructors and the file readers all call it, so a number means the
+  same thing whichever way it was recorded.
+* The per-sample metric functions (:func:`confidence`, :func:`variability`, ...) reduce those
+  ``[epochs, samples]`` arrays over epochs; :func:`compute_metrics` assembles them into a table.
+
+Arrays may hold NaN for a sample that was not seen at some checkpoint (an incomplete epoch); every
+reduction then uses only the checkpoints where that sample was observed.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from cartokit._validation import check_int, first_few
+
+if TYPE_CHECKING:
+    import torch
+
+    from cartokit.dynamics import TrainingDynamics
+
+__all__ = [
+    "aleatoric",
+    "area_under_margin",
+    "checkpoint_stats",
+    "compute_metrics",
+    "confidence",
+    "correctness",
+    "el2n",
+    "first_learned_epoch",
+    "forgetting_and_learning",
+    "threshold_closeness",
+    "variability",
+]
+
+#: Rows per chunk when reducing a whole epoch of logits, to bound temporary memory.
+_CHUNK_ROWS = 1 << 16
+
+
+def checkpoint_stats(
+    logits: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-sample statistics of one checkpoint, computed from logits.
+
+    With ``p = softmax(logits)`` and gold label ``y``:
+
+    * ``gold_prob = p[y]``, in [0, 1];
+    * ``margin = logits[y] - max_{k != y} logits[k]`` (the AUM margin of Pleiss et al., 2020), any
+      real; computed on log-probabilities, which differ from logits by a per-row constant, so the
+      same formula serves probabilities (pass ``log(p)`` as logits);
+    * ``sum_sq_prob = sum_k p[k]**2``, in [1/C, 1], from which EL2N is exact:
+      ``||p - onehot(y)||_2 = sqrt(sum_sq_prob - 2 * gold_prob + 1)``;
+    * ``pred = argmax_k logits[k]`` (first maximum on ties, like ``torch.argmax``).
+
+    Parameters
+    ----------
+    logits : torch.Tensor of shape (n, C), C >= 2
+        Any floating dtype; computed in float32.
+    labels : torch.Tensor of shape (n,)
+        Integer gold labels in ``[0, C)``.
+
+    Returns
+    -------
+    gold_prob, margin, sum_sq_prob : torch.Tensor of shape (n,), float32
+    pred : torch.Tensor of shape (n,), int64
+    """
+    import torch
+
+    outs = [], [], [], []
+    labels = labels.long()
+    for start in range(0, logits.shape[0], _CHUNK_ROWS):
+        x = logits[start : start + _CHUNK_ROWS].float()
+        y = labels[start : start + _CHUNK_ROWS, None]
+        logp = torch.log_softmax(x, dim=1)
+        gold_logp = logp.gather(1, y).squeeze(1)
+        other_max = logp.scatter(1, y, float("-inf")).amax(dim=1)
+        outs[0].append(gold_logp.exp())
+        outs[1].append(gold_logp - other_max)
+        outs[2].append(logp.exp().square().sum(dim=1))
+        outs[3].append(x.argmax(dim=1))
+    if not outs[0]:
+        empty = logits.new_empty((0,), dtype=torch.float32)
+        return empty, empty.clone(), empty.clone(), empty.long()
+    return tuple(torch.cat(o) if len(o) > 1 else o[0] for o in outs)  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------------------------
+# Reductions over epochs. Inputs are [E, N] arrays; ``observed`` is None when every sample was
+# seen at every checkpoint (the fast path), else an [E, N] bool mask.
+
+
+def _mean(values: np.ndarray, observed: np.ndarray | None) -> np.ndarray:
+    if observed is None:
+        return values.mean(axis=0, dtype=np.float64)
+    total = np.where(observed, values, 0.0).sum(axis=0, dtype=np.float64)
+    count = observed.sum(axis=0)
+    return np.divide(total, count, out=np.full(total.shape, np.nan), where=count > 0)
+
+
+def confidence(gold_prob: np.ndarray, observed: np.ndarray | None = None) -> np.ndarray:
+    r"""Mean gold-label probability across checkpoints.
+
+    :math:`\hat\mu_i = \frac{1}{E}\sum_e p_e(y_i \mid x_i)`, in [0, 1]. Swayamdipta et al. (2020),
+    "Dataset Cartography", Eq. 1.
+
+    Examples
+    --------
+    >>> confidence(np.array([[0.2, 1.0], [0.6, 1.0]])).round(3).tolist()
+    [0.4, 1.0]
+    """
+    return _mean(gold_prob, observed)
+
+
+def variability(gold_prob: np.ndarray, observed: np.ndarray | None = None) -> np.ndarray:
+    r"""Population standard deviation (ddof=0) of the gold-label probability across checkpoints.
+
+    :math:`\hat\sigma_i = \sqrt{\frac{1}{E}\sum_e (p_e(y_i \mid x_i) - \hat\mu_i)^2}`, in
+    [0, 0.5]. Swayamdipta et al. (2020), Eq. 2; ddof=0 as in their released code.
+
+    Examples
+    --------
+    >>> variability(np.array([[0.2, 1.0], [0.6, 1.0]])).round(3).tolist()
+    [0.2, 0.0]
+    """
+    mu = _mean(gold_prob, observed)
+    return np.sqrt(_mean(np.square(gold_prob - mu.astype(gold_prob.dtype)), observed))
+
+
+def correctness(correct: np.ndarray, observed: np.ndarray | None = None) -> np.ndarray:
+    """Fraction of checkpoints at which ``argmax == gold``, in [0, 1]. Swayamdipta et al. (2020).
+
+    Examples
+    --------
+    >>> correctness(np.array([[True, False], [True, True]])).tolist()
+    [1.0, 0.5]
+    """
+    return _mean(correct, observed)
+
+
+def forgetting_and_learning(
+    correct: np.ndarray, observed: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Count forgetting events and learning events per sample (Toneva et al., ICLR 2019).
+
+    A *forgetting event* is a correct prediction followed, at the next observed checkpoint, by a
+    wrong one. A *learning event* is a correct prediction whose previous observed checkpoint was
+    wrong; the state before the first checkpoint counts as "not learned", so a sample correct at
+    the first checkpoint has one learning event there. Both are >= 0 integers, and
+    ``learned - forgotten`` is 1 if the last observed prediction is correct, else 0.
+
+    Examples
+    --------
+    >>> f, l = forgetting_and_learning(np.array([[True], [False], [True], [False]]))
+    >>> int(f[0]), int(l[0])
+    (2, 2)
+    """
+    if observed is None:
+        prev, cur = correct[:-1], correct[1:]
+        forgotten = np.count_nonzero(prev > cur, axis=0)
+        learned = np.count_nonzero(cur > prev, axis=0) + correct[0]
+        return forgotten.astype(np.int64), learned.astype(np.int64)
+    n_epochs = correct.shape[0]
+    # Index of the last observed checkpoint strictly before each one (-1: none yet).
+    last_seen = np.maximum.accumulate(np.where(observed, np.arange(n_epochs)[:, None], -1), axis=0)
+    prev_idx = np.vstack([np.full((1, correct.shape[1]), -1), last_seen[:-1]])
+    prev_correct = np.take_along_axis(correct, np.maximum(prev_idx, 0), axis=0) & (prev_idx >= 0)
+    forgotten = np.count_nonzero(observed & prev_correct & ~correct, axis=0)
+    learned = np.count_nonzero(observed & correct & ~prev_correct, axis=0)
+    return forgotten.astype(np.int64), learned.astype(np.int64)
+
+
+def first_learned_epoch(
+    correct: np.ndarray, observed: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """First checkpoint index (0-based) with a correct prediction, and whether there is one.
+
+    Returns ``(index, learned)``; ``index`` is meaningless where ``learned`` is False. The table
+    from :func:`compute_metrics` shows those as missing (``<NA>``), never as a sentinel number.
+
+    Examples
+    --------
+    >>> idx, ok = first_learned_epoch(np.array([[False, False], [True, False]]))
+    >>> idx.tolist(), ok.tolist()
+    ([1, 0], [True, False])
+    """
+    hit = correct if observed is None else correct & observed
+    return hit.argmax(axis=0).astype(np.int64), hit.any(axis=0)
+
+
+def area_under_margin(margin: np.ndarray, observed: np.ndarray | None = None) -> np.ndarray:
+    """AUM: mean over checkpoints of ``logit[y] - max_{k != y} logit[k]`` (Pleiss et al., 2020).
+
+    Any real number; negative values flag samples the model keeps assigning to another class,
+    the signature of a mislabeled example.
+
+    Examples
+    --------
+    >>> area_under_margin(np.array([[-1.0], [3.0]])).tolist()
+    [1.0]
+    """
+    return _mean(margin, observed)
+
+
+def el2n(
+    gold_prob: np.ndarray, sum_sq_prob: np.ndarray, observed: np.ndarray | None = None
+) -> np.ndarray:
+    """EL2N: mean over checkpoints of ``||softmax(logits) - onehot(y)||_2`` (Paul et al., 2021).
+
+    In [0, sqrt(2)]. Computed exactly from the stored statistics as
+    ``sqrt(sum_k p_k^2 - 2 p_y + 1)``.
+
+    Examples
+    --------
+    >>> el2n(np.array([[0.5]]), np.array([[0.5]])).round(4).tolist()  # p = (0.5, 0.5), y = 0
+    [0.7071]
+    """
+    norm = np.sqrt(np.maximum(sum_sq_prob - 2.0 * gold_prob + 1.0, 0.0))
+    return _mean(norm, observed)
+
+
+def aleatoric(gold_prob: np.ndarray, observed: np.ndarray | None = None) -> np.ndarray:
+    """Aleatoric uncertainty: mean over checkpoints of ``p_y (1 - p_y)`` (Seedat et al., 2022).
+
+    In [0, 0.25]; the Data-IQ measure.
+
+    Examples
+    --------
+    >>> aleatoric(np.array([[0.5], [1.0]])).tolist()
+    [0.125]
+    """
+    return _mean(gold_prob * (1.0 - gold_prob), observed)
+
+
+def threshold_closeness(conf: np.ndarray) -> np.ndarray:
+    """``confidence * (1 - confidence)``, in [0, 0.25]; largest for samples near 0.5 confidence.
+
+    From the released code of Swayamdipta et al. (2020).
+
+    Examples
+    --------
+    >>> threshold_closeness(np.array([0.5, 1.0])).tolist()
+    [0.25, 0.0]
+    """
+    return conf * (1.0 - conf)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def compute_metrics(
+    dyn: TrainingDynamics,
+    *,
+    burn_in: int = 0,
+    epochs: Sequence[int] | None = None,
+) -> pd.DataFrame:
+    """Compute every per-sample training-dynamics metric as one table.
+
+    Parameters
+    ----------
+    dyn : TrainingDynamics
+        The record, from :class:`~cartokit.DynamicsRecorder`, a constructor or a file reader.
+    burn_in : int, default 0
+        Leave out the first ``burn_in`` checkpoints (the first epochs of a fine-tune are often
+        all near chance).
+    epochs : sequence of int, optional
+        Use only these checkpoint indices (0-based). Not combined with ``burn_in``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by sample id, with columns ``label``, ``confidence``, ``variability``,
+        ``correctness``, ``forgetting``, ``learned_events``, ``first_learned_epoch`` (nullable,
+        ``<NA>`` when never learned), ``never_learned``, ``min_prob``, ``max_prob``, ``aum``,
+        ``el2n``, ``aleatoric``, ``threshold_closeness``, ``predicted_label`` (at the last
+        observed checkpoint), ``num_observed`` (checkpoints that saw the sample), and
+        ``label_name`` / ``predicted_name`` when class names are known.
+
+    Warns
+    -----
+    UserWarning
+        When fewer than 3 checkpoints are used: variability from 1 or 2 values says little.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cartokit import TrainingDynamics
+    >>> logits = np.array([[[2.0, 0.0]], [[0.0, 2.0]], [[3.0, 0.0]]])  # 3 epochs, 1 sample
+    >>> m = compute_metrics(TrainingDynamics.from_logits(logits, labels=[0]))
+    >>> m[["confidence", "correctness", "forgetting"]].round(3).to_dict("records")
+    [{'confidence': 0.614, 'correctness': 0.667, 'forgetting': 1}]
+    """
+    index = _checkpoint_index(dyn.num_epochs, burn_in=burn_in, epochs=epochs)
+    if len(index) < 3:
+        warnings.warn(
+            f"compute_metrics uses {len(index)} checkpoint(s); variability and forgetting need "
+            "at least 3 to mean much. Record more epochs, or use sub-epoch checkpoints.",
+            UserWarning,
+            stacklevel=2,
+        )
+    gold = dyn.gold_prob[index]
+    margin = dyn.margin[index]
+    sum_sq = dyn.sum_sq_prob[index]
+    pred = dyn.pred[index]
+    return _compute_metrics(dyn, gold, margin, sum_sq, pred, np.asarray(index))
+
+
+def _checkpoint_index(
+    num_epochs: int, *, burn_in: int, epochs: Sequence[int] | None
+) -> list[int] | slice:
+    burn_in = check_int("burn_in", burn_in, caller="compute_metrics", minimum=0)
+    if epochs is not None:
+        if burn_in:
+            raise ValueError(
+                "compute_metrics takes either burn_in or epochs, not both. "
+                f"Got burn_in={burn_in} and epochs={list(epochs)}; drop the early epochs "
+                "from the epochs list instead."
+            )
+        chosen = [check_int("epochs", e, caller="compute_metrics") for e in epochs]
+        bad = [e for e in chosen if not 0 <= e < num_epochs]
+        if bad or not chosen:
+            raise ValueError(
+                f"The 'epochs' parameter of compute_metrics must list checkpoint indices in "
+                f"[0, {num_epochs}). Got {first_few(chosen) if chosen else '[]'}."
+            )
+        if len(set(chosen)) != len(chosen):
+            raise ValueError(f"compute_metrics: 'epochs' repeats an index: {chosen}.")
+        return chosen
+    if burn_in >= num_epochs:
+        raise ValueError(
+            f"The 'burn_in' parameter of compute_metrics must be smaller than the number of "
+            f"recorded checkpoints ({num_epochs}). Got {burn_in} instead."
+        )
+    return list(range(burn_in, num_epochs))
+
+
+def _compute_metrics(
+    dyn: TrainingDynamics,
+    gold: np.ndarray,
+    margin: np.ndarray,
+    sum_sq: np.ndarray,
+    pred: np.ndarray,
+    epoch_numbers: np.ndarray,
+) -> pd.DataFrame:
+    labels = dyn.labels
+    observed: np.ndarray | None = ~np.isnan(gold)
+    if observed.all():  # the fast path: every sample at every checkpoint
+        observed = None
+    correct = pred == labels[None, :]
+    if observed is not None:
+        correct &= observed
+
+    conf = confidence(gold, observed)
+    forgotten, learned = forgetting_and_learning(correct, observed)
+    first_idx, ever = first_learned_epoch(correct, observed)
+    if observed is None:
+        min_prob, max_prob = gold.min(axis=0), gold.max(axis=0)
+        last_pred = pred[-1]
+        num_observed = np.full(labels.shape, gold.shape[0], dtype=np.int64)
+    else:
+        min_prob = np.where(observed, gold, np.inf).min(axis=0)
+        max_prob = np.where(observed, gold, -np.inf).max(axis=0)
+        num_observed = observed.sum(axis=0)
+        unseen = num_observed == 0
+        min_prob[unseen] = max_prob[unseen] = np.nan
+        last_idx = gold.shape[0] - 1 - observed[::-1].argmax(axis=0)
+        last_pred = np.take_along_axis(pred, last_idx[None, :], axis=0)[0]
+
+    columns: dict[str, Any] = {
+        "label": labels,
+        "confidence": conf,
+        "variability": variability(gold, observed),
+        "correctness": correctness(correct, observed),
+        "forgetting": forgotten,
+        "learned_events": learned,
+        "first_learned_epoch": pd.arrays.IntegerArray(epoch_numbers[first_idx], ~ever),
+        "never_learned": ~ever,
+        "min_prob": min_prob.astype(np.float64),
+        "max_prob": max_prob.astype(np.float64),
+        "aum": area_under_margin(margin, observed),
+        "el2n": el2n(gold, sum_sq, observed),
+        "aleatoric": aleatoric(gold, observed),
+        "threshold_closeness": threshold_closeness(conf),
+        "predicted_label": last_pred.astype(np.int64),
+        "num_observed": num_observed,
+    }
+    if dyn.class_names is not None:
+        names = np.asarray(dyn.class_names, dtype=object)
+        columns["label_name"] = names[labels]
+        columns["predicted_name"] = names[last_pred]
+    index = pd.Index(dyn.ids, name="id")
+    return pd.DataFrame(columns, index=index)

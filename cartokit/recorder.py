@@ -1,0 +1,473 @@
+"""Record training dynamics inside the training loop: :class:`DynamicsRecorder`."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from cartokit._validation import check_ids, check_int, first_few
+from cartokit.dynamics import TrainingDynamics, _pred_dtype
+from cartokit.metrics import checkpoint_stats
+
+__all__ = ["DynamicsRecorder"]
+
+#: Marks a sample not yet seen in the current epoch in the label buffer.
+_UNSEEN = torch.iinfo(torch.int64).min
+
+_STATE_VERSION = 1
+
+
+def _as_tensor(x: Any, name: str) -> torch.Tensor:
+    if torch.is_tensor(x):
+        return x
+    try:
+        return torch.as_tensor(np.asarray(x))
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(
+            f"DynamicsRecorder.update: {name} must be a tensor or array. "
+            f"Got {type(x).__name__} ({err})."
+        ) from None
+
+
+class DynamicsRecorder:
+    """Record each training sample's gold-label statistics, epoch by epoch.
+
+    Call :meth:`update` with every batch's sample ids, logits and labels, inside the training
+    forward pass, in any order and batch size; call :meth:`end_epoch` after each epoch (or at
+    any sub-epoch checkpoint); read :attr:`dynamics` at the end.
+
+    The recorder works on the logits' device and never synchronises with it per step: a batch
+    costs two ``index_copy_`` calls (logits and labels, written by id into epoch buffers). The
+    whole epoch is reduced to four numbers per sample in :meth:`end_epoch` and moved to the host
+    once. When the ``N x C`` logits buffer would exceed ``buffer_bytes``, each batch is reduced
+    as it arrives instead (a few more small operations per step, much less memory).
+
+    Value checks that would need a device synchronisation (non-finite logits, label range, and
+    on accelerators the id range) run once per epoch in :meth:`end_epoch`; on the CPU an id out
+    of range fails at once in :meth:`update`. Shapes are always checked at once.
+
+    A sample seen twice in one epoch (the padding of ``DistributedSampler``) is counted once:
+    the last write wins, and :attr:`duplicates` says how many rows were repeats.
+
+    Parameters
+    ----------
+    num_samples : int
+        Size of the training set; ids passed to :meth:`update` are row positions in
+        ``[0, num_samples)``.
+    num_classes : int
+        Number of classes, >= 2.
+    sample_ids : sequence, optional
+        The dataset's own ids (ints or strings) for positions ``0..num_samples-1``; used as the
+        ids of the resulting dynamics. Defaults to the positions.
+    class_names : sequence of str, optional
+    store_probs : bool, default False
+        Also keep full per-epoch probabilities (``4 x C`` bytes per sample-epoch; meant for small
+        class counts).
+    require_complete : bool, default False
+        Raise in :meth:`end_epoch` when some samples were not seen in the epoch, instead of
+        warning and recording them as missing.
+    buffer_bytes : int, default 64 MiB
+        Largest epoch logits buffer to keep; above it, batches are reduced as they arrive.
+
+    Examples
+    --------
+    >>> import torch
+    >>> rec = DynamicsRecorder(num_samples=4, num_classes=2)
+    >>> for epoch in range(3):
+    ...     for ids in (torch.tensor([2, 0]), torch.tensor([3, 1])):
+    ...         logits = torch.randn(2, 2)          # model(x) in a real loop
+    ...         rec.update(ids, logits, labels=torch.tensor([1, 0]))
+    ...     rec.end_epoch()
+    >>> rec.dynamics
+    TrainingDynamics(num_samples=4, num_epochs=3, num_classes=2)
+    """
+
+    def __init__(
+        self,
+        num_samples: int,
+        num_classes: int,
+        *,
+        sample_ids: Sequence[Any] | np.ndarray | None = None,
+        class_names: Sequence[str] | None = None,
+        store_probs: bool = False,
+        require_complete: bool = False,
+        buffer_bytes: int = 64 * 2**20,
+    ) -> None:
+        caller = "DynamicsRecorder"
+        self.num_samples = check_int("num_samples", num_samples, caller=caller, minimum=1)
+        self.num_classes = check_int("num_classes", num_classes, caller=caller, minimum=2)
+        self.sample_ids = check_ids(sample_ids, self.num_samples, caller=caller)
+        self.class_names = None if class_names is None else [str(c) for c in class_names]
+        if self.class_names is not None and len(self.class_names) != self.num_classes:
+            raise ValueError(
+                f"{caller}: got {len(self.class_names)} class names for {self.num_classes} "
+                "classes."
+            )
+        self.store_probs = bool(store_probs)
+        self.require_complete = bool(require_complete)
+        self.buffer_bytes = check_int("buffer_bytes", buffer_bytes, caller=caller, minimum=0)
+        # Per-batch reduction when the logits buffer would be too large, unless full
+        # probabilities are wanted (they need the logits anyway).
+        self.reduce_per_batch = (
+            not self.store_probs and self.num_samples * self.num_classes * 4 > self.buffer_bytes
+        )
+
+        # Host-side record, one entry per finished epoch.
+        self._epochs: list[dict[str, np.ndarray]] = []
+        self._labels = np.full(self.num_samples, -1, dtype=np.int64)
+        self.duplicates: list[int] = []
+        self.missing: list[int] = []
+
+        # Device-side epoch buffers, allocated at the first update on the logits' device.
+        self._device: torch.device | None = None
+        self._logits_buf: torch.Tensor | None = None  # [N, C], buffer mode
+        self._stat_bufs: list[torch.Tensor] | None = None  # gold, margin, sum_sq, pred
+        self._label_buf: torch.Tensor | None = None  # [N] int64, _UNSEEN where not seen
+        self._bad_ids: torch.Tensor | None = None  # accelerators only: count of bad ids
+        self._rows = 0
+        self._resumed = False
+
+    # ------------------------------------------------------------------ recording
+    def _allocate(self, logits: torch.Tensor) -> None:
+        dev = logits.device
+        n, c = self.num_samples, self.num_classes
+        self._device = dev
+        self._label_buf = torch.full((n,), _UNSEEN, dtype=torch.int64, device=dev)
+        if self.reduce_per_batch:
+            self._stat_bufs = [
+                torch.zeros(n, dtype=torch.float32, device=dev),
+                torch.zeros(n, dtype=torch.float32, device=dev),
+                torch.zeros(n, dtype=torch.float32, device=dev),
+                torch.zeros(n, dtype=torch.int64, device=dev),
+            ]
+        else:
+            dtype = logits.dtype if logits.dtype.is_floating_point else torch.float32
+            self._logits_buf = torch.zeros((n, c), dtype=dtype, device=dev)
+        if dev.type != "cpu":
+            self._bad_ids = torch.zeros((), dtype=torch.int64, device=dev)
+
+    def _move_buffers(self, device: torch.device) -> None:
+        self._device = device
+        self._label_buf = self._label_buf.to(device)  # type: ignore[union-attr]
+        if self._logits_buf is not None:
+            self._logits_buf = self._logits_buf.to(device)
+        if self._stat_bufs is not None:
+            self._stat_bufs = [b.to(device) for b in self._stat_bufs]
+        self._bad_ids = (
+            torch.zeros((), dtype=torch.int64, device=device) if device.type != "cpu" else None
+        )
+
+    def update(self, ids: Any, logits: Any, labels: Any) -> None:
+        """Record one batch.
+
+        Parameters
+        ----------
+        ids : int tensor or array of shape (batch,)
+            Row positions of the samples in the training set, in ``[0, num_samples)``.
+        logits : tensor or array of shape (batch, num_classes)
+            The model's outputs for the batch (for Hugging Face models, ``outputs.logits``).
+            Detached internally; recording never touches the autograd graph.
+        labels : int tensor or array of shape (batch,)
+            Gold labels in ``[0, num_classes)``.
+        """
+        ids = _as_tensor(ids, "ids")
+        logits = _as_tensor(logits, "logits")
+        labels = _as_tensor(labels, "labels")
+        self._check_shapes(ids, logits, labels)
+        if self._device is None or (self._rows == 0 and logits.device != self._device):
+            self._allocate(logits)  # first batch, or the model moved between epochs
+        elif self._resumed and logits.device != self._device:
+            self._move_buffers(logits.device)  # mid-epoch state restored on another device
+        self._resumed = False
+        dev = self._device
+        if logits.device != dev:
+            raise ValueError(
+                f"DynamicsRecorder.update: logits are on {logits.device}, but this epoch's "
+                f"buffers are on {dev}. Keep the model on one device during an epoch."
+            )
+        ids = ids.to(dev, non_blocking=True)
+        labels = labels.to(dev, non_blocking=True)
+        if labels.dtype != torch.int64:
+            labels = labels.long()
+        if ids.dtype != torch.int64:
+            ids = ids.long()
+        logits = logits.detach()
+        if self._bad_ids is not None:
+            # On an accelerator an out-of-range index would be a fatal device assert, and
+            # checking it here would synchronise: count bad ids on the device, clamp, and
+            # report in end_epoch.
+            bad = (ids < 0) | (ids >= self.num_samples)
+            self._bad_ids += bad.sum()
+            ids = ids.clamp(0, self.num_samples - 1)
+        try:
+            self._label_buf.index_copy_(0, ids, labels)  # type: ignore[union-attr]
+            if self._logits_buf is not None:
+                if logits.dtype != self._logits_buf.dtype:
+                    logits = logits.to(self._logits_buf.dtype)
+                self._logits_buf.index_copy_(0, ids, logits)
+            else:
+                stats = checkpoint_stats(logits, labels.clamp(0, self.num_classes - 1))
+                for buf, value in zip(self._stat_bufs, stats):  # type: ignore[arg-type]
+                    buf.index_copy_(0, ids, value)
+        except IndexError:
+            bad = ids[(ids < 0) | (ids >= self.num_samples)]
+            raise ValueError(
+                f"DynamicsRecorder.update: ids must be row positions in [0, {self.num_samples})."
+                f" Got {first_few(bad.tolist())}. Pass the samples' row positions in the "
+                "training set (return the index from Dataset.__getitem__), not their original "
+                "ids; give those as sample_ids=."
+            ) from None
+        self._rows += ids.shape[0]
+
+    def _check_shapes(self, ids: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        caller = "DynamicsRecorder.update"
+        if logits.ndim != 2 or logits.shape[1] != self.num_classes:
+            raise ValueError(
+                f"{caller}: logits must have shape (batch, {self.num_classes}). Got "
+                f"{tuple(logits.shape)}. Pass the classifier's logits (for Hugging Face models, "
+                "outputs.logits), not the loss or a hidden state."
+            )
+        if not logits.dtype.is_floating_point:
+            raise TypeError(f"{caller}: logits must be floating point. Got {logits.dtype}.")
+        batch = logits.shape[0]
+        for name, t in (("ids", ids), ("labels", labels)):
+            if t.ndim != 1 or t.shape[0] != batch:
+                raise ValueError(
+                    f"{caller}: {name} must have shape ({batch},) to match logits of shape "
+                    f"{tuple(logits.shape)}. Got {tuple(t.shape)}."
+                )
+            if t.dtype.is_floating_point or t.dtype == torch.bool or t.is_complex():
+                raise TypeError(f"{caller}: {name} must be integers. Got {t.dtype}.")
+
+    # ------------------------------------------------------------------ epochs
+    def end_epoch(self) -> None:
+        """Close the current epoch (or sub-epoch checkpoint): reduce it and move it to the host.
+
+        Raises
+        ------
+        RuntimeError
+            If nothing was recorded since the last call.
+        ValueError
+            For non-finite logits, labels outside ``[0, num_classes)``, ids out of range (on
+            accelerators), a sample's label changing between epochs, or, with
+            ``require_complete=True``, samples not seen in the epoch. The epoch is then not
+            recorded, and the recorder is ready for the next one.
+
+        Warns
+        -----
+        UserWarning
+            When some samples were not seen in the epoch (recorded as missing).
+        """
+        if self._rows == 0 or self._label_buf is None:
+            raise RuntimeError(
+                "DynamicsRecorder.end_epoch() was called with no update() since the last "
+                "epoch. Call update(ids, logits, labels) for each batch first."
+            )
+        try:
+            record = self._reduce_epoch()
+        finally:
+            self._reset_epoch()
+        self._epochs.append(record)
+
+    def _reduce_epoch(self) -> dict[str, np.ndarray]:
+        n_epoch = len(self._epochs)
+        if self._bad_ids is not None and int(self._bad_ids) > 0:
+            raise ValueError(
+                f"DynamicsRecorder: epoch {n_epoch} received {int(self._bad_ids)} ids outside "
+                f"[0, {self.num_samples}); the epoch was discarded. Pass dataset row positions."
+            )
+        label_buf = self._label_buf
+        seen = label_buf != _UNSEEN
+        labels = label_buf.clamp(0, self.num_classes - 1)
+        if self._logits_buf is not None:
+            gold, margin, sum_sq, pred = checkpoint_stats(self._logits_buf, labels)
+            finite = torch.isfinite(self._logits_buf).all(dim=1) | ~seen
+        else:
+            gold, margin, sum_sq, pred = self._stat_bufs  # type: ignore[misc]
+            finite = torch.isfinite(gold) | ~seen
+
+        # One host transfer per epoch.
+        seen_np = seen.cpu().numpy()
+        labels_np = label_buf.cpu().numpy()
+        finite_np = finite.cpu().numpy()
+        if not finite_np.all():
+            bad = self.sample_ids[~finite_np]
+            raise ValueError(
+                f"DynamicsRecorder: epoch {n_epoch} has NaN or inf logits for {bad.size} samples,"
+                f" e.g. ids {first_few(bad)}; the epoch was discarded. The model has diverged: "
+                "lower the learning rate or check the inputs."
+            )
+        bad_label = seen_np & ((labels_np < 0) | (labels_np >= self.num_classes))
+        if bad_label.any():
+            pos = np.flatnonzero(bad_label)
+            raise ValueError(
+                f"DynamicsRecorder: labels must be in [0, {self.num_classes}). Epoch {n_epoch} "
+                f"got {first_few(labels_np[pos])} for ids {first_few(self.sample_ids[pos])}; "
+                "the epoch was discarded. Check num_classes, or map ignore-index labels (-100) "
+                "out of the training set."
+            )
+        known = seen_np & (self._labels >= 0)
+        changed = known & (labels_np != self._labels)
+        if changed.any():
+            pos = np.flatnonzero(changed)
+            raise ValueError(
+                f"DynamicsRecorder: the labels of {pos.size} samples changed in epoch {n_epoch},"
+                f" e.g. ids {first_few(self.sample_ids[pos])} from "
+                f"{first_few(self._labels[pos])} to {first_few(labels_np[pos])}; the epoch was "
+                "discarded. Ids must map to the same sample every epoch (shuffle the data, not "
+                "the ids)."
+            )
+        n_missing = int(self.num_samples - seen_np.sum())
+        if n_missing:
+            missing_ids = self.sample_ids[~seen_np]
+            message = (
+                f"DynamicsRecorder: {n_missing} of {self.num_samples} samples were not seen in "
+                f"epoch {n_epoch}, e.g. ids {first_few(missing_ids)}. A DataLoader with "
+                "drop_last=True drops the last partial batch; use drop_last=False, or pass "
+                "require_complete=True to make this an error."
+            )
+            if self.require_complete:
+                raise ValueError(message + " The epoch was discarded.")
+            warnings.warn(message + " They are recorded as missing.", UserWarning, stacklevel=3)
+
+        new = seen_np & (self._labels < 0)
+        self._labels[new] = labels_np[new]
+        self.duplicates.append(self._rows - int(seen_np.sum()))
+        self.missing.append(n_missing)
+        # Copies: in per-batch mode these tensors are the epoch buffers, reused next epoch.
+        record = {
+            "gold_prob": np.array(gold.cpu().numpy(), dtype=np.float32),
+            "margin": np.array(margin.cpu().numpy(), dtype=np.float32),
+            "sum_sq_prob": np.array(sum_sq.cpu().numpy(), dtype=np.float32),
+            "pred": pred.cpu().numpy().astype(_pred_dtype(self.num_classes)),
+        }
+        if n_missing:
+            for key in ("gold_prob", "margin", "sum_sq_prob"):
+                record[key][~seen_np] = np.nan
+            record["pred"][~seen_np] = -1
+        if self.store_probs:
+            probs = torch.softmax(self._logits_buf.float(), dim=1).cpu().numpy()  # type: ignore[union-attr]
+            probs[~seen_np] = np.nan
+            record["probs"] = probs
+        return record
+
+    def _reset_epoch(self) -> None:
+        self._label_buf.fill_(_UNSEEN)  # type: ignore[union-attr]
+        if self._bad_ids is not None:
+            self._bad_ids.zero_()
+        self._rows = 0
+
+    # ------------------------------------------------------------------ results
+    @property
+    def num_epochs(self) -> int:
+        """Number of finished epochs (checkpoints)."""
+        return len(self._epochs)
+
+    @property
+    def dynamics(self) -> TrainingDynamics:
+        """The record so far, as :class:`~cartokit.TrainingDynamics` (finished epochs only)."""
+        if not self._epochs:
+            raise RuntimeError(
+                "DynamicsRecorder.dynamics: no epoch has been finished yet; call end_epoch() "
+                "after each epoch."
+            )
+        stacked = {k: np.stack([e[k] for e in self._epochs]) for k in self._epochs[0]}
+        labels = self._labels.copy()
+        never = labels < 0
+        if never.any():
+            # Never seen in any epoch: no label known. Keep them (NaN rows) under label 0 so
+            # ids stay aligned with the dataset; num_observed is 0 in the metrics table.
+            labels[never] = 0
+        return TrainingDynamics(
+            ids=self.sample_ids,
+            labels=labels,
+            num_classes=self.num_classes,
+            class_names=self.class_names,
+            **stacked,
+        )
+
+    def memory_bytes(self) -> int:
+        """Bytes held by the recorder: the host record plus the device epoch buffers."""
+        host = sum(a.nbytes for e in self._epochs for a in e.values()) + self._labels.nbytes
+        bufs = [self._logits_buf, self._label_buf, *(self._stat_bufs or [])]
+        return host + sum(b.numel() * b.element_size() for b in bufs if b is not None)
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue this record after a restart, mid-epoch included.
+
+        Holds only tensors, numbers, strings and lists, so ``torch.save`` /
+        ``torch.load(weights_only=True)`` handle it.
+        """
+        state: dict[str, Any] = {
+            "version": _STATE_VERSION,
+            "num_samples": self.num_samples,
+            "num_classes": self.num_classes,
+            "store_probs": self.store_probs,
+            "labels": torch.from_numpy(self._labels.copy()),
+            "duplicates": list(self.duplicates),
+            "missing": list(self.missing),
+            "epochs": [{k: torch.from_numpy(v.copy()) for k, v in e.items()} for e in self._epochs],
+            "partial": None,
+        }
+        if self._rows:
+            # Rows of an unfinished epoch: a checkpoint taken mid-epoch resumes mid-epoch.
+            seen = self._label_buf != _UNSEEN  # type: ignore[operator]
+            idx = torch.nonzero(seen).squeeze(1)
+            partial = {"ids": idx.cpu(), "labels": self._label_buf[idx].cpu(), "rows": self._rows}
+            if self._logits_buf is not None:
+                partial["logits"] = self._logits_buf[idx].cpu()
+            else:
+                partial["stats"] = [b[idx].cpu() for b in self._stat_bufs]  # type: ignore[union-attr]
+            state["partial"] = partial
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a record saved by :meth:`state_dict`; recording then continues from it."""
+        for key in ("num_samples", "num_classes"):
+            if state.get(key) != getattr(self, key):
+                raise ValueError(
+                    f"DynamicsRecorder.load_state_dict: the saved record has {key}="
+                    f"{state.get(key)}, this recorder {getattr(self, key)}. Create the recorder "
+                    "with the same dataset size and class count."
+                )
+        if state.get("version", 0) > _STATE_VERSION:
+            raise ValueError(
+                f"DynamicsRecorder.load_state_dict: state version {state['version']} is newer "
+                "than this cartokit understands; upgrade cartokit."
+            )
+        self._epochs = [{k: v.numpy().copy() for k, v in e.items()} for e in state["epochs"]]
+        self._labels = state["labels"].numpy().copy()
+        self.duplicates = list(state["duplicates"])
+        self.missing = list(state["missing"])
+        self._rows = 0
+        if self._label_buf is not None:
+            self._label_buf.fill_(_UNSEEN)
+        partial = state.get("partial")
+        if partial:
+            if ("logits" in partial) == self.reduce_per_batch:
+                raise ValueError(
+                    "DynamicsRecorder.load_state_dict: the saved mid-epoch state was recorded "
+                    f"with {'an epoch logits buffer' if 'logits' in partial else 'per-batch '}"
+                    f"{'' if 'logits' in partial else 'reduction'}, this recorder uses the "
+                    "other; create it with the same buffer_bytes and store_probs."
+                )
+            template = partial.get("logits")
+            if template is None:
+                template = partial["stats"][0][:, None].expand(-1, self.num_classes)
+            if self._device is None:
+                self._allocate(template)
+            dev = self._device
+            ids = partial["ids"].to(dev)
+            self._label_buf.index_copy_(0, ids, partial["labels"].to(dev))  # type: ignore[union-attr]
+            if self._logits_buf is not None:
+                self._logits_buf.index_copy_(0, ids, partial["logits"].to(dev, self._logits_buf.dtype))
+            else:
+                for buf, value in zip(self._stat_bufs, partial["stats"]):  # type: ignore[arg-type]
+                    buf.index_copy_(0, ids, value.to(dev))
+            self._rows = int(partial["rows"])
+            self._resumed = True
