@@ -80,7 +80,9 @@ def _cmd_select(args: argparse.Namespace) -> None:
     )
     if args.mixture is not None:
         if args.by is not None or args.region is not None or args.fraction is not None:
-            raise CliError("--mixture replaces --by, --fraction and --region; give one or the other")
+            raise CliError(
+                "--mixture replaces --by, --fraction and --region; give one or the other"
+            )
         ids = select_mixture(
             metrics, args.mixture, thresholds=thresholds, balanced=args.balanced, seed=args.seed
         )

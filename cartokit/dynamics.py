@@ -90,9 +90,7 @@ class TrainingDynamics:
         self.num_classes = int(num_classes)
         self.labels = check_labels(np.asarray(labels), self.num_classes, caller=caller)
         if self.labels.shape[0] != shape[1]:
-            raise ValueError(
-                f"{caller}: got {self.labels.shape[0]} labels for {shape[1]} samples."
-            )
+            raise ValueError(f"{caller}: got {self.labels.shape[0]} labels for {shape[1]} samples.")
         self.ids = check_ids(ids, shape[1], caller=caller)
         self.gold_prob = gold_prob
         self.margin = np.asarray(margin, dtype=np.float32)
@@ -261,9 +259,7 @@ class TrainingDynamics:
             raise ValueError(f"{caller}: got {labels_np.shape[0]} labels for {n_samples} samples.")
         y = torch.from_numpy(labels_np)
         stats = [checkpoint_stats(x[e], y) for e in range(n_epochs)]
-        gold, margin, sum_sq, pred = (
-            torch.stack([s[k] for s in stats]).numpy() for k in range(4)
-        )
+        gold, margin, sum_sq, pred = (torch.stack([s[k] for s in stats]).numpy() for k in range(4))
         probs = torch.softmax(x, dim=2).numpy() if store_probs else None
         return cls(
             ids=ids,

@@ -98,7 +98,9 @@ def plot_data_map(
     ax.set_ylim(0, 1)
     ax.set_xlabel("variability")
     ax.set_ylabel("confidence")
-    note = f"{len(shown):,} of {total:,} samples shown" if len(shown) < total else f"{total:,} samples"
+    note = (
+        f"{len(shown):,} of {total:,} samples shown" if len(shown) < total else f"{total:,} samples"
+    )
     ax.set_title(title or f"Data map ({note})", fontsize=10)
     if path is not None:
         suffix = Path(path).suffix.lower().lstrip(".")

@@ -11,7 +11,7 @@ import torch
 
 from cartokit._validation import check_ids, check_int, first_few
 from cartokit.dynamics import TrainingDynamics, _pred_dtype
-from cartokit.metrics import checkpoint_stats
+from cartokit.metrics import _CHUNK_ROWS, checkpoint_stats
 
 __all__ = ["DynamicsRecorder"]
 
@@ -104,8 +104,7 @@ class DynamicsRecorder:
         self.class_names = None if class_names is None else [str(c) for c in class_names]
         if self.class_names is not None and len(self.class_names) != self.num_classes:
             raise ValueError(
-                f"{caller}: got {len(self.class_names)} class names for {self.num_classes} "
-                "classes."
+                f"{caller}: got {len(self.class_names)} class names for {self.num_classes} classes."
             )
         self.store_probs = bool(store_probs)
         self.require_complete = bool(require_complete)
@@ -280,20 +279,31 @@ class DynamicsRecorder:
                 f"DynamicsRecorder: epoch {n_epoch} received {int(self._bad_ids)} ids outside "
                 f"[0, {self.num_samples}); the epoch was discarded. Pass dataset row positions."
             )
-        label_buf = self._label_buf
-        seen = label_buf != _UNSEEN
-        labels = label_buf.clamp(0, self.num_classes - 1)
+        # Reduce the epoch chunk by chunk straight into the host record: no full-size
+        # temporaries, and the only device-to-host copies of the epoch happen here.
+        n = self.num_samples
+        labels_np = self._label_buf.cpu().numpy()  # type: ignore[union-attr]
+        seen_np = labels_np != _UNSEEN
+        record = {
+            "gold_prob": np.empty(n, dtype=np.float32),
+            "margin": np.empty(n, dtype=np.float32),
+            "sum_sq_prob": np.empty(n, dtype=np.float32),
+            "pred": np.empty(n, dtype=_pred_dtype(self.num_classes)),
+        }
         if self._logits_buf is not None:
-            gold, margin, sum_sq, pred = checkpoint_stats(self._logits_buf, labels)
-            finite = torch.isfinite(self._logits_buf).all(dim=1) | ~seen
+            labels = self._label_buf.clamp(0, self.num_classes - 1)  # type: ignore[union-attr]
+            finite_np = np.empty(n, dtype=bool)
+            for start in range(0, n, _CHUNK_ROWS):
+                rows = slice(start, start + _CHUNK_ROWS)
+                chunk = self._logits_buf[rows]
+                for key, value in zip(record, checkpoint_stats(chunk, labels[rows])):
+                    record[key][rows] = value.cpu().numpy()
+                finite_np[rows] = torch.isfinite(chunk).all(dim=1).cpu().numpy()
         else:
-            gold, margin, sum_sq, pred = self._stat_bufs  # type: ignore[misc]
-            finite = torch.isfinite(gold) | ~seen
-
-        # One host transfer per epoch.
-        seen_np = seen.cpu().numpy()
-        labels_np = label_buf.cpu().numpy()
-        finite_np = finite.cpu().numpy()
+            for key, buf in zip(record, self._stat_bufs):  # type: ignore[arg-type]
+                record[key][:] = buf.cpu().numpy()
+            finite_np = np.isfinite(record["gold_prob"])
+        finite_np |= ~seen_np
         if not finite_np.all():
             bad = self.sample_ids[~finite_np]
             raise ValueError(
@@ -338,13 +348,6 @@ class DynamicsRecorder:
         self._labels[new] = labels_np[new]
         self.duplicates.append(self._rows - int(seen_np.sum()))
         self.missing.append(n_missing)
-        # Copies: in per-batch mode these tensors are the epoch buffers, reused next epoch.
-        record = {
-            "gold_prob": np.array(gold.cpu().numpy(), dtype=np.float32),
-            "margin": np.array(margin.cpu().numpy(), dtype=np.float32),
-            "sum_sq_prob": np.array(sum_sq.cpu().numpy(), dtype=np.float32),
-            "pred": pred.cpu().numpy().astype(_pred_dtype(self.num_classes)),
-        }
         if n_missing:
             for key in ("gold_prob", "margin", "sum_sq_prob"):
                 record[key][~seen_np] = np.nan
@@ -465,7 +468,9 @@ class DynamicsRecorder:
             ids = partial["ids"].to(dev)
             self._label_buf.index_copy_(0, ids, partial["labels"].to(dev))  # type: ignore[union-attr]
             if self._logits_buf is not None:
-                self._logits_buf.index_copy_(0, ids, partial["logits"].to(dev, self._logits_buf.dtype))
+                self._logits_buf.index_copy_(
+                    0, ids, partial["logits"].to(dev, self._logits_buf.dtype)
+                )
             else:
                 for buf, value in zip(self._stat_bufs, partial["stats"]):  # type: ignore[arg-type]
                     buf.index_copy_(0, ids, value.to(dev))
