@@ -37,7 +37,7 @@ def synthetic_dynamics(n: int, e: int, c: int, seed: int = 0) -> TrainingDynamic
         labels=labels,
         gold_prob=gold,
         margin=gold_logit,
-        sum_sq_prob=np.maximum(gold**2 + (1 - gold) ** 2 / (c - 1), gold**2),
+        sq_error=(1 - gold) ** 2 * (1 + 1 / (c - 1)),  # the rest spread evenly
         pred=pred,
         num_classes=c,
     )
@@ -80,7 +80,7 @@ def main() -> None:
         labels=dyn.labels[: args.baseline_samples],
         gold_prob=dyn.gold_prob[:, : args.baseline_samples],
         margin=dyn.margin[:, : args.baseline_samples],
-        sum_sq_prob=dyn.sum_sq_prob[:, : args.baseline_samples],
+        sq_error=dyn.sq_error[:, : args.baseline_samples],
         pred=dyn.pred[:, : args.baseline_samples],
         num_classes=dyn.num_classes,
     )

@@ -95,7 +95,7 @@ def main() -> None:
     ap.add_argument("--classes", type=int, default=10)
     ap.add_argument("--batch", type=int, default=4096)
     ap.add_argument(
-        "--buffer-bytes", type=int, default=64 * 2**20, help="DynamicsRecorder(buffer_bytes=)"
+        "--buffer-bytes", type=int, default=32 * 2**20, help="DynamicsRecorder(buffer_bytes=)"
     )
     ap.add_argument("--only", choices=["cartokit", "full_logits"], help=argparse.SUPPRESS)
     args = ap.parse_args()

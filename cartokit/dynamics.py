@@ -18,7 +18,7 @@ __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "TrainingDynamics"]
 FORMAT_NAME = "cartokit-dynamics"
 FORMAT_VERSION = 1
 
-_STAT_DTYPES = {"gold_prob": np.float32, "margin": np.float32, "sum_sq_prob": np.float32}
+_STAT_DTYPES = {"gold_prob": np.float32, "margin": np.float32, "sq_error": np.float32}
 
 
 def _pred_dtype(num_classes: int) -> type[np.integer]:
@@ -36,8 +36,8 @@ class TrainingDynamics:
 
     For each checkpoint ``e`` (usually an epoch) and sample ``i`` it holds what the metrics
     need, 13 bytes for fewer than 128 classes: the gold-label probability, the margin
-    ``logit[y] - max_{k != y} logit[k]``, the sum of squared probabilities (for EL2N) and the
-    predicted label. NaN (and predicted label -1) mark a sample not seen at a checkpoint.
+    ``logit[y] - max_{k != y} logit[k]``, the squared error ``||p - onehot(y)||^2`` (for EL2N)
+    and the predicted label. NaN (and predicted label -1) mark a sample not seen at a checkpoint.
     Full probabilities are kept only when asked for (``probs``).
 
     Build one with :class:`~cartokit.DynamicsRecorder` while training, with
@@ -50,7 +50,7 @@ class TrainingDynamics:
         Unique sample ids, ints or strings.
     labels : array of shape (N,)
         Gold labels in ``[0, num_classes)``.
-    gold_prob, margin, sum_sq_prob : arrays of shape (E, N)
+    gold_prob, margin, sq_error : arrays of shape (E, N)
     pred : array of shape (E, N)
     num_classes : int
     class_names : sequence of str, optional
@@ -64,7 +64,7 @@ class TrainingDynamics:
         labels: Sequence[int] | np.ndarray,
         gold_prob: np.ndarray,
         margin: np.ndarray,
-        sum_sq_prob: np.ndarray,
+        sq_error: np.ndarray,
         pred: np.ndarray,
         num_classes: int,
         class_names: Sequence[str] | None = None,
@@ -78,7 +78,7 @@ class TrainingDynamics:
                 f"Got gold_prob of shape {gold_prob.shape}."
             )
         shape = gold_prob.shape
-        arrays = {"margin": margin, "sum_sq_prob": sum_sq_prob, "pred": pred}
+        arrays = {"margin": margin, "sq_error": sq_error, "pred": pred}
         for name, arr in arrays.items():
             if np.shape(arr) != shape:
                 raise ValueError(
@@ -94,7 +94,7 @@ class TrainingDynamics:
         self.ids = check_ids(ids, shape[1], caller=caller)
         self.gold_prob = gold_prob
         self.margin = np.asarray(margin, dtype=np.float32)
-        self.sum_sq_prob = np.asarray(sum_sq_prob, dtype=np.float32)
+        self.sq_error = np.asarray(sq_error, dtype=np.float32)
         self.pred = np.asarray(pred).astype(_pred_dtype(self.num_classes), copy=False)
         if class_names is not None:
             class_names = [str(c) for c in class_names]
@@ -131,7 +131,7 @@ class TrainingDynamics:
     @property
     def nbytes(self) -> int:
         """Memory held by the per-checkpoint arrays."""
-        arrays = [self.gold_prob, self.margin, self.sum_sq_prob, self.pred, self.labels]
+        arrays = [self.gold_prob, self.margin, self.sq_error, self.pred, self.labels]
         return sum(a.nbytes for a in arrays) + (0 if self.probs is None else self.probs.nbytes)
 
     def __len__(self) -> int:
@@ -148,15 +148,15 @@ class TrainingDynamics:
         """A copy holding only the given checkpoints, e.g. ``dyn.select_epochs(slice(1, None))``."""
         idx = epochs if isinstance(epochs, slice) else list(epochs)
         return TrainingDynamics(
-            ids=self.ids,
-            labels=self.labels,
-            gold_prob=self.gold_prob[idx],
-            margin=self.margin[idx],
-            sum_sq_prob=self.sum_sq_prob[idx],
-            pred=self.pred[idx],
+            ids=self.ids.copy(),
+            labels=self.labels.copy(),
+            gold_prob=self.gold_prob[idx].copy(),
+            margin=self.margin[idx].copy(),
+            sq_error=self.sq_error[idx].copy(),
+            pred=self.pred[idx].copy(),
             num_classes=self.num_classes,
             class_names=self.class_names,
-            probs=None if self.probs is None else self.probs[idx],
+            probs=None if self.probs is None else self.probs[idx].copy(),
         )
 
     # ---------------------------------------------------------------- constructors
@@ -206,7 +206,7 @@ class TrainingDynamics:
         >>> import numpy as np
         >>> p = np.array([[[0.9, 0.1]], [[0.4, 0.6]], [[0.8, 0.2]]])
         >>> dyn = TrainingDynamics.from_probabilities(p, labels=[0])
-        >>> dyn.gold_prob[:, 0].round(2).tolist(), dyn.correct[:, 0].tolist()
+        >>> dyn.gold_prob[:, 0].astype(float).round(2).tolist(), dyn.correct[:, 0].tolist()
         ([0.9, 0.4, 0.8], [True, False, True])
         """
         return cls._from_scores(
@@ -229,7 +229,7 @@ class TrainingDynamics:
 
         from cartokit.metrics import checkpoint_stats
 
-        x = torch.as_tensor(np.asarray(scores) if not torch.is_tensor(scores) else scores)
+        x = torch.as_tensor(np.ascontiguousarray(scores) if not torch.is_tensor(scores) else scores)
         x = x.detach().to("cpu", torch.float32)
         if x.ndim != 3 or x.shape[2] < 2:
             raise ValueError(
@@ -259,14 +259,14 @@ class TrainingDynamics:
             raise ValueError(f"{caller}: got {labels_np.shape[0]} labels for {n_samples} samples.")
         y = torch.from_numpy(labels_np)
         stats = [checkpoint_stats(x[e], y) for e in range(n_epochs)]
-        gold, margin, sum_sq, pred = (torch.stack([s[k] for s in stats]).numpy() for k in range(4))
+        gold, margin, sq_err, pred = (torch.stack([s[k] for s in stats]).numpy() for k in range(4))
         probs = torch.softmax(x, dim=2).numpy() if store_probs else None
         return cls(
             ids=ids,
             labels=labels_np,
             gold_prob=gold,
             margin=margin,
-            sum_sq_prob=sum_sq,
+            sq_error=sq_err,
             pred=pred,
             num_classes=n_classes,
             class_names=class_names,
@@ -292,7 +292,7 @@ class TrainingDynamics:
             "labels": self.labels,
             "gold_prob": self.gold_prob,
             "margin": self.margin,
-            "sum_sq_prob": self.sum_sq_prob,
+            "sq_error": self.sq_error,
             "pred": self.pred,
         }
         if self.ids.dtype == object:
@@ -324,6 +324,8 @@ class TrainingDynamics:
         if not path.is_file():
             raise FileNotFoundError(f"No dynamics file at {path}.")
         try:
+            if not zipfile.is_zipfile(path):
+                raise zipfile.BadZipFile("not a zip archive")
             with np.load(path, allow_pickle=False) as npz:
                 files = set(npz.files)
                 if "meta" not in files:

@@ -3,7 +3,8 @@
 Two layers:
 
 * :func:`checkpoint_stats` turns one checkpoint's logits into the four numbers per sample that all
-  metrics need (gold-label probability, margin, sum of squared probabilities, predicted label).
+  metrics need (gold-label probability, margin, squared error to the one-hot label, predicted
+  label).
   The recorder, the array constructors and the file readers all call it, so a number means the
   same thing whichever way it was recorded.
 * The per-sample metric functions (:func:`confidence`, :func:`variability`, ...) reduce those
@@ -58,8 +59,10 @@ def checkpoint_stats(
     * ``margin = logits[y] - max_{k != y} logits[k]`` (the AUM margin of Pleiss et al., 2020), any
       real; computed on log-probabilities, which differ from logits by a per-row constant, so the
       same formula serves probabilities (pass ``log(p)`` as logits);
-    * ``sum_sq_prob = sum_k p[k]**2``, in [1/C, 1], from which EL2N is exact:
-      ``||p - onehot(y)||_2 = sqrt(sum_sq_prob - 2 * gold_prob + 1)``;
+    * ``sq_error = ||p - onehot(y)||_2**2 = sum_{k != y} p[k]**2 + (1 - p[y])**2``, in [0, 2],
+      the squared EL2N error; ``1 - p[y]`` is computed as ``-expm1(log p[y])`` so that confident
+      samples keep their precision (an error of 1e-5 survives, where ``1 - 0.99999`` in float32
+      would not);
     * ``pred = argmax_k logits[k]`` (first maximum on ties, like ``torch.argmax``).
 
     Parameters
@@ -71,7 +74,7 @@ def checkpoint_stats(
 
     Returns
     -------
-    gold_prob, margin, sum_sq_prob : torch.Tensor of shape (n,), float32
+    gold_prob, margin, sq_error : torch.Tensor of shape (n,), float32
     pred : torch.Tensor of shape (n,), int64
     """
     import torch
@@ -86,7 +89,8 @@ def checkpoint_stats(
         other_max = logp.scatter(1, y, float("-inf")).amax(dim=1)
         outs[0].append(gold_logp.exp())
         outs[1].append(gold_logp - other_max)
-        outs[2].append(logp.exp().square().sum(dim=1))
+        others = logp.exp().scatter(1, y, 0.0).square().sum(dim=1)
+        outs[2].append(others + torch.expm1(gold_logp).square())
         outs[3].append(x.argmax(dim=1))
     if not outs[0]:
         empty = logits.new_empty((0,), dtype=torch.float32)
@@ -211,21 +215,18 @@ def area_under_margin(margin: np.ndarray, observed: np.ndarray | None = None) ->
     return _mean(margin, observed)
 
 
-def el2n(
-    gold_prob: np.ndarray, sum_sq_prob: np.ndarray, observed: np.ndarray | None = None
-) -> np.ndarray:
+def el2n(sq_error: np.ndarray, observed: np.ndarray | None = None) -> np.ndarray:
     """EL2N: mean over checkpoints of ``||softmax(logits) - onehot(y)||_2`` (Paul et al., 2021).
 
-    In [0, sqrt(2)]. Computed exactly from the stored statistics as
-    ``sqrt(sum_k p_k^2 - 2 p_y + 1)``.
+    In [0, sqrt(2)]. ``sq_error`` is the squared norm per checkpoint, as stored by
+    :func:`checkpoint_stats`.
 
     Examples
     --------
-    >>> el2n(np.array([[0.5]]), np.array([[0.5]])).round(4).tolist()  # p = (0.5, 0.5), y = 0
+    >>> el2n(np.array([[0.5]])).round(4).tolist()  # p = (0.5, 0.5), y = 0: 0.25 + 0.25
     [0.7071]
     """
-    norm = np.sqrt(np.maximum(sum_sq_prob - 2.0 * gold_prob + 1.0, 0.0))
-    return _mean(norm, observed)
+    return _mean(np.sqrt(sq_error), observed)
 
 
 def aleatoric(gold_prob: np.ndarray, observed: np.ndarray | None = None) -> np.ndarray:
@@ -281,8 +282,8 @@ def compute_metrics(
         Indexed by sample id, with columns ``label``, ``confidence``, ``variability``,
         ``correctness``, ``forgetting``, ``learned_events``, ``first_learned_epoch`` (nullable,
         ``<NA>`` when never learned), ``never_learned``, ``min_prob``, ``max_prob``, ``aum``,
-        ``el2n``, ``aleatoric``, ``threshold_closeness``, ``predicted_label`` (at the last
-        observed checkpoint), ``num_observed`` (checkpoints that saw the sample), and
+        ``el2n``, ``aleatoric``, ``threshold_closeness``, ``predicted_label`` (nullable, at the
+        last observed checkpoint), ``num_observed`` (checkpoints that saw the sample), and
         ``label_name`` / ``predicted_name`` when class names are known.
 
     Warns
@@ -297,7 +298,7 @@ def compute_metrics(
     >>> logits = np.array([[[2.0, 0.0]], [[0.0, 2.0]], [[3.0, 0.0]]])  # 3 epochs, 1 sample
     >>> m = compute_metrics(TrainingDynamics.from_logits(logits, labels=[0]))
     >>> m[["confidence", "correctness", "forgetting"]].round(3).to_dict("records")
-    [{'confidence': 0.614, 'correctness': 0.667, 'forgetting': 1}]
+    [{'confidence': 0.651, 'correctness': 0.667, 'forgetting': 1}]
     """
     index = _checkpoint_index(dyn.num_epochs, burn_in=burn_in, epochs=epochs)
     if len(index) < 3:
@@ -309,9 +310,9 @@ def compute_metrics(
         )
     gold = dyn.gold_prob[index]
     margin = dyn.margin[index]
-    sum_sq = dyn.sum_sq_prob[index]
+    sq_err = dyn.sq_error[index]
     pred = dyn.pred[index]
-    return _compute_metrics(dyn, gold, margin, sum_sq, pred, np.asarray(index))
+    return _compute_metrics(dyn, gold, margin, sq_err, pred, np.asarray(index))
 
 
 def _checkpoint_index(
@@ -347,7 +348,7 @@ def _compute_metrics(
     dyn: TrainingDynamics,
     gold: np.ndarray,
     margin: np.ndarray,
-    sum_sq: np.ndarray,
+    sq_err: np.ndarray,
     pred: np.ndarray,
     epoch_numbers: np.ndarray,
 ) -> pd.DataFrame:
@@ -387,15 +388,17 @@ def _compute_metrics(
         "min_prob": min_prob.astype(np.float64),
         "max_prob": max_prob.astype(np.float64),
         "aum": area_under_margin(margin, observed),
-        "el2n": el2n(gold, sum_sq, observed),
+        "el2n": el2n(sq_err, observed),
         "aleatoric": aleatoric(gold, observed),
         "threshold_closeness": threshold_closeness(conf),
-        "predicted_label": last_pred.astype(np.int64),
+        "predicted_label": pd.arrays.IntegerArray(
+            np.maximum(last_pred, 0).astype(np.int64), num_observed == 0
+        ),
         "num_observed": num_observed,
     }
     if dyn.class_names is not None:
         names = np.asarray(dyn.class_names, dtype=object)
         columns["label_name"] = names[labels]
-        columns["predicted_name"] = names[last_pred]
+        columns["predicted_name"] = np.where(num_observed > 0, names[last_pred], None)
     index = pd.Index(dyn.ids, name="id")
     return pd.DataFrame(columns, index=index)

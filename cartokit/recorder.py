@@ -25,7 +25,7 @@ def _as_tensor(x: Any, name: str) -> torch.Tensor:
     if torch.is_tensor(x):
         return x
     try:
-        return torch.as_tensor(np.asarray(x))
+        return torch.as_tensor(np.ascontiguousarray(x))
     except (TypeError, ValueError, RuntimeError) as err:
         raise TypeError(
             f"DynamicsRecorder.update: {name} must be a tensor or array. "
@@ -70,7 +70,7 @@ class DynamicsRecorder:
     require_complete : bool, default False
         Raise in :meth:`end_epoch` when some samples were not seen in the epoch, instead of
         warning and recording them as missing.
-    buffer_bytes : int, default 64 MiB
+    buffer_bytes : int, default 32 MiB
         Largest epoch logits buffer to keep; above it, batches are reduced as they arrive.
 
     Examples
@@ -95,7 +95,7 @@ class DynamicsRecorder:
         class_names: Sequence[str] | None = None,
         store_probs: bool = False,
         require_complete: bool = False,
-        buffer_bytes: int = 64 * 2**20,
+        buffer_bytes: int = 32 * 2**20,
     ) -> None:
         caller = "DynamicsRecorder"
         self.num_samples = check_int("num_samples", num_samples, caller=caller, minimum=1)
@@ -124,7 +124,7 @@ class DynamicsRecorder:
         # Device-side epoch buffers, allocated at the first update on the logits' device.
         self._device: torch.device | None = None
         self._logits_buf: torch.Tensor | None = None  # [N, C], buffer mode
-        self._stat_bufs: list[torch.Tensor] | None = None  # gold, margin, sum_sq, pred
+        self._stat_bufs: list[torch.Tensor] | None = None  # gold, margin, sq_err, pred
         self._label_buf: torch.Tensor | None = None  # [N] int64, _UNSEEN where not seen
         self._bad_ids: torch.Tensor | None = None  # accelerators only: count of bad ids
         self._rows = 0
@@ -202,6 +202,12 @@ class DynamicsRecorder:
             bad = (ids < 0) | (ids >= self.num_samples)
             self._bad_ids += bad.sum()
             ids = ids.clamp(0, self.num_samples - 1)
+        elif ids.numel():
+            # On the CPU the check costs no device round trip; doing it before any write keeps
+            # a rejected batch from leaving some of its rows behind.
+            low, high = torch.aminmax(ids)
+            if low < 0 or high >= self.num_samples:
+                self._raise_bad_ids(ids)
         try:
             self._label_buf.index_copy_(0, ids, labels)  # type: ignore[union-attr]
             if self._logits_buf is not None:
@@ -209,18 +215,24 @@ class DynamicsRecorder:
                     logits = logits.to(self._logits_buf.dtype)
                 self._logits_buf.index_copy_(0, ids, logits)
             else:
-                stats = checkpoint_stats(logits, labels.clamp(0, self.num_classes - 1))
-                for buf, value in zip(self._stat_bufs, stats):  # type: ignore[arg-type]
+                gold, *rest = checkpoint_stats(logits, labels.clamp(0, self.num_classes - 1))
+                # NaN marks a row with non-finite logits, reported in end_epoch (a -inf logit
+                # of another class would leave the gold probability itself finite).
+                gold = torch.where(torch.isfinite(logits).all(dim=1), gold, float("nan"))
+                for buf, value in zip(self._stat_bufs, (gold, *rest)):  # type: ignore[arg-type]
                     buf.index_copy_(0, ids, value)
         except IndexError:
-            bad = ids[(ids < 0) | (ids >= self.num_samples)]
-            raise ValueError(
-                f"DynamicsRecorder.update: ids must be row positions in [0, {self.num_samples})."
-                f" Got {first_few(bad.tolist())}. Pass the samples' row positions in the "
-                "training set (return the index from Dataset.__getitem__), not their original "
-                "ids; give those as sample_ids=."
-            ) from None
+            self._raise_bad_ids(ids)
         self._rows += ids.shape[0]
+
+    def _raise_bad_ids(self, ids: torch.Tensor) -> None:
+        bad = ids[(ids < 0) | (ids >= self.num_samples)]
+        raise ValueError(
+            f"DynamicsRecorder.update: ids must be row positions in [0, {self.num_samples})."
+            f" Got {first_few(bad.tolist())}. Pass the samples' row positions in the "
+            "training set (return the index from Dataset.__getitem__), not their original "
+            "ids; give those as sample_ids=."
+        ) from None
 
     def _check_shapes(self, ids: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
         caller = "DynamicsRecorder.update"
@@ -287,7 +299,7 @@ class DynamicsRecorder:
         record = {
             "gold_prob": np.empty(n, dtype=np.float32),
             "margin": np.empty(n, dtype=np.float32),
-            "sum_sq_prob": np.empty(n, dtype=np.float32),
+            "sq_error": np.empty(n, dtype=np.float32),
             "pred": np.empty(n, dtype=_pred_dtype(self.num_classes)),
         }
         if self._logits_buf is not None:
@@ -349,7 +361,7 @@ class DynamicsRecorder:
         self.duplicates.append(self._rows - int(seen_np.sum()))
         self.missing.append(n_missing)
         if n_missing:
-            for key in ("gold_prob", "margin", "sum_sq_prob"):
+            for key in ("gold_prob", "margin", "sq_error"):
                 record[key][~seen_np] = np.nan
             record["pred"][~seen_np] = -1
         if self.store_probs:
