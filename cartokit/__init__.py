@@ -34,6 +34,7 @@ __all__ = [
     "selection_mask",
     "subset",
     "write_allenai",
+    "write_metrics_csv",
 ]
 
 # Names whose modules import torch or pyarrow: loaded on first use, so that `import cartokit`
@@ -44,6 +45,7 @@ _LAZY = {
     "read_dynamics": "cartokit.io",
     "read_trustai": "cartokit.io",
     "write_allenai": "cartokit.io",
+    "write_metrics_csv": "cartokit.io",
 }
 
 

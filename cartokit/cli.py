@@ -29,15 +29,13 @@ class CliError(Exception):
 
 
 def _cmd_metrics(args: argparse.Namespace) -> None:
-    from cartokit._validation import atomic_write
-    from cartokit.io import read_dynamics
+    from cartokit.io import read_dynamics, write_metrics_csv
     from cartokit.metrics import compute_metrics
     from cartokit.regions import Thresholds, assign_regions, region_counts
 
     dyn = read_dynamics(args.input, format=args.format)
     metrics = compute_metrics(dyn, burn_in=args.burn_in)
-    with atomic_write(args.output, "w") as fh:
-        metrics.to_csv(fh, float_format="%.6g")
+    write_metrics_csv(metrics, args.output)
     counts = region_counts(assign_regions(metrics, Thresholds()))
     summary = ", ".join(f"{name} {int(n)}" for name, n in counts.items())
     print(

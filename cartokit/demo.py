@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cartokit._validation import atomic_write, check_int
+from cartokit._validation import check_int
 
 __all__ = ["run_demo"]
 
@@ -40,6 +40,7 @@ def run_demo(
     from tqdm.auto import tqdm
 
     from cartokit import DynamicsRecorder, compute_metrics
+    from cartokit.io import write_metrics_csv
     from cartokit.plot import plot_data_map
     from cartokit.regions import Thresholds, assign_regions, region_counts
 
@@ -94,8 +95,7 @@ def run_demo(
 
     out.mkdir(parents=True, exist_ok=True)
     dyn.save(out / "dynamics.npz")
-    with atomic_write(out / "metrics.csv", "w") as fh:
-        metrics.to_csv(fh, float_format="%.6g")
+    write_metrics_csv(metrics, out / "metrics.csv")
     plot_data_map(
         metrics,
         thresholds=thresholds,
