@@ -507,3 +507,13 @@ def test_saved_meta_names_the_format(tmp_path):
         assert "ids" in npz.files and npz["ids"].dtype == np.int64
     assert meta["format"] == FORMAT_NAME and meta["version"] == FORMAT_VERSION
     assert meta["id_kind"] == "int" and meta["num_classes"] == 2
+
+
+def test_saved_file_gets_ordinary_permissions(tmp_path):
+    # Written through a private temp file, the result must still be readable like any file.
+    old = os.umask(0o022)
+    try:
+        path = TrainingDynamics.from_logits(np.zeros((3, 2, 2)), [0, 1]).save(tmp_path / "d.npz")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
