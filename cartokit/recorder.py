@@ -72,6 +72,12 @@ class DynamicsRecorder:
         warning and recording them as missing.
     buffer_bytes : int, default 32 MiB
         Largest epoch logits buffer to keep; above it, batches are reduced as they arrive.
+    distributed : bool, default True
+        Under multi-process training (``torch.distributed`` initialised with more than one
+        process: ``torchrun``, DDP, accelerate), combine the ranks in :meth:`end_epoch`, which
+        every rank must then call. Each rank records its own batches; a sample seen by several
+        ranks (the padding ``DistributedSampler`` adds) is taken from the lowest rank; every
+        rank ends with the same, complete record.
 
     Examples
     --------
@@ -96,6 +102,7 @@ class DynamicsRecorder:
         store_probs: bool = False,
         require_complete: bool = False,
         buffer_bytes: int = 32 * 2**20,
+        distributed: bool = True,
     ) -> None:
         caller = "DynamicsRecorder"
         self.num_samples = check_int("num_samples", num_samples, caller=caller, minimum=1)
@@ -109,6 +116,7 @@ class DynamicsRecorder:
         self.store_probs = bool(store_probs)
         self.require_complete = bool(require_complete)
         self.buffer_bytes = check_int("buffer_bytes", buffer_bytes, caller=caller, minimum=0)
+        self.distributed = bool(distributed)
         # Per-batch reduction when the logits buffer would be too large, unless full
         # probabilities are wanted (they need the logits anyway).
         self.reduce_per_batch = (
@@ -284,8 +292,41 @@ class DynamicsRecorder:
             self._reset_epoch()
         self._epochs.append(record)
 
+    def _combine_ranks(self) -> None:
+        """Merge every rank's epoch buffers into one, identical on all ranks (collectives)."""
+        import torch.distributed as dist
+
+        if not (self.distributed and dist.is_available() and dist.is_initialized()):
+            return
+        world, rank = dist.get_world_size(), dist.get_rank()
+        if world == 1:
+            return
+        label_buf = self._label_buf
+        seen = label_buf != _UNSEEN
+        # The owner of a sample is the lowest rank that saw it (``world``: nobody did); only the
+        # owner's row survives the sum, so padding duplicates count once.
+        owner = torch.where(seen, rank, world)
+        dist.all_reduce(owner, op=dist.ReduceOp.MIN)
+        mine = owner == rank
+        labels = torch.where(mine, label_buf, 0)
+        dist.all_reduce(labels)
+        self._label_buf = torch.where(owner == world, _UNSEEN, labels)
+        if self._logits_buf is not None:
+            self._logits_buf = torch.where(mine[:, None], self._logits_buf, 0)
+            dist.all_reduce(self._logits_buf)
+        else:
+            self._stat_bufs = [torch.where(mine, b, 0) for b in self._stat_bufs]  # type: ignore[union-attr]
+            for buf in self._stat_bufs:
+                dist.all_reduce(buf)
+        counts = torch.tensor([self._rows], dtype=torch.int64, device=label_buf.device)
+        dist.all_reduce(counts)
+        self._rows = int(counts[0])
+        if self._bad_ids is not None:
+            dist.all_reduce(self._bad_ids)
+
     def _reduce_epoch(self) -> dict[str, np.ndarray]:
         n_epoch = len(self._epochs)
+        self._combine_ranks()
         if self._bad_ids is not None and int(self._bad_ids) > 0:
             raise ValueError(
                 f"DynamicsRecorder: epoch {n_epoch} received {int(self._bad_ids)} ids outside "
