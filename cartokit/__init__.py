@@ -9,6 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from cartokit.data import (
+    DataBundle,
+    Split,
+    add_label_noise,
+    from_arrays,
+    from_dataframe,
+    from_hf,
+    from_torch,
+    inject_noise,
+    load_dataset,
+    make_bundle,
+)
 from cartokit.dynamics import TrainingDynamics
 from cartokit.metrics import compute_metrics
 from cartokit.regions import REGIONS, Thresholds, assign_regions, region_counts
@@ -17,6 +29,16 @@ from cartokit.selection import SELECTORS, select, select_mixture, selection_mask
 __version__ = "0.1.0"
 
 __all__ = [
+    "DataBundle",
+    "Split",
+    "add_label_noise",
+    "from_arrays",
+    "from_dataframe",
+    "from_hf",
+    "from_torch",
+    "inject_noise",
+    "load_dataset",
+    "make_bundle",
     "REGIONS",
     "SELECTORS",
     "DynamicsRecorder",
