@@ -39,6 +39,9 @@ __all__ = [
     "inject_noise",
     "load_dataset",
     "make_bundle",
+    "plot_data_map",
+    "plot_data_map_by_class",
+    "plot_trajectories",
     "REGIONS",
     "SELECTORS",
     "DynamicsRecorder",
@@ -63,6 +66,9 @@ __all__ = [
 # (and `cartokit --help`) stays quick.
 _LAZY = {
     "DynamicsRecorder": "cartokit.recorder",
+    "plot_data_map": "cartokit.plot",
+    "plot_data_map_by_class": "cartokit.plot",
+    "plot_trajectories": "cartokit.plot",
     "read_allenai": "cartokit.io",
     "read_dynamics": "cartokit.io",
     "read_trustai": "cartokit.io",

@@ -1,0 +1,375 @@
+"""Tests for cartokit.plot: colour order, regions from thresholds, marginals, sampling, saving."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib import colors as mcolors
+from matplotlib.axes import Axes
+from matplotlib.collections import PathCollection
+from matplotlib.figure import Figure
+
+from cartokit import Thresholds, TrainingDynamics
+from cartokit.plot import plot_data_map, plot_data_map_by_class, plot_trajectories
+
+MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "pdf": b"%PDF-", "svg": b"<?xml"}
+
+
+def make_metrics(n: int = 300, *, seed: int = 0, epochs: int = 4, classes: int = 3):
+    """A small metrics table shaped like compute_metrics output, with class names."""
+    rng = np.random.default_rng(seed)
+    conf = rng.random(n)
+    names = np.array(["cat", "dog", "eel", "fox", "gnu"][:classes], dtype=object)
+    labels = rng.integers(0, classes, n)
+    return pd.DataFrame(
+        {
+            "label": labels,
+            "confidence": conf,
+            "variability": rng.random(n) * np.sqrt(conf * (1 - conf)),
+            "correctness": rng.integers(0, epochs + 1, n) / epochs,
+            "forgetting": rng.integers(0, 3, n),
+            "label_name": names[labels],
+        },
+        index=pd.Index(np.arange(1000, 1000 + n), name="id"),
+    )
+
+
+def axes_by_label(fig: Figure) -> dict[str, Axes]:
+    return {ax.get_label(): ax for ax in fig.axes}
+
+
+def points_of(fig: Figure) -> PathCollection:
+    (points,) = [c for c in axes_by_label(fig)["data-map"].collections if c.get_gid()]
+    return points
+
+
+def color_by_x(points: PathCollection) -> dict[float, tuple[float, ...]]:
+    """RGBA of each drawn point, keyed by its x coordinate (unique per row in these tables)."""
+    points.update_scalarmappable()
+    rgba = points.get_facecolors()
+    x = points.get_offsets()[:, 0]
+    return {float(a): tuple(np.round(c, 6)) for a, c in zip(x, rgba)}
+
+
+# ------------------------------------------------------------------------------------- hue
+
+
+def test_correctness_colours_follow_the_value_not_row_order():
+    values = np.array([0.0, 0.5, 1.0] * 4)
+    base = pd.DataFrame(
+        {"variability": np.arange(12) / 100, "confidence": np.linspace(0.1, 0.9, 12)}
+    ).assign(correctness=values)
+    # two row orders whose first appearances differ: 1.0 first, then 0.0 first
+    order_a = base.iloc[np.argsort(-values, kind="stable")]
+    order_b = base.sample(frac=1.0, random_state=3)
+    order_b = order_b.iloc[np.argsort(order_b["correctness"].to_numpy(), kind="stable")]
+    seen_a = color_by_x(points_of(plot_data_map(order_a, marginals=False)))
+    seen_b = color_by_x(points_of(plot_data_map(order_b, marginals=False)))
+    assert seen_a == seen_b
+
+    points = points_of(plot_data_map(order_a, marginals=False))
+    by_value = {}
+    for x, rgba in color_by_x(points).items():
+        by_value.setdefault(float(base.set_index("variability").loc[x, "correctness"]), set()).add(
+            rgba
+        )
+    assert all(len(v) == 1 for v in by_value.values())  # one colour per value
+    # the colours sit on the colour scale in the order of the values
+    scale = np.array([points.cmap(i / (points.cmap.N - 1)) for i in range(points.cmap.N)])[:, :3]
+    position = {
+        v: int(np.argmin(np.abs(scale - np.array(next(iter(c)))[:3]).sum(axis=1)))
+        for v, c in by_value.items()
+    }
+    assert position[0.0] < position[0.5] < position[1.0]
+    assert points.norm(0.0) < points.norm(0.5) < points.norm(1.0)
+
+
+def test_correctness_gets_one_colour_step_per_epoch_fraction():
+    fig = plot_data_map(make_metrics(epochs=4))
+    points = points_of(fig)
+    assert isinstance(points.norm, mcolors.BoundaryNorm)
+    assert points.norm.Ncmap == points.cmap.N == 5  # 0, 1/4, 2/4, 3/4, 1
+    bars = axes_by_label(fig)["marginal:hue"].patches
+    assert [round(b.get_x() + b.get_width() / 2, 6) for b in bars] == [0, 0.25, 0.5, 0.75, 1]
+
+
+def test_categorical_hue_has_a_fixed_order():
+    metrics = make_metrics(60, seed=1)
+    fig = plot_data_map(metrics, hue="region", marginals=False)
+    legend = axes_by_label(fig)["data-map"].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "easy-to-learn",
+        "ambiguous",
+        "hard-to-learn",
+    ]
+    # region colours are the same whichever region appears first
+    reversed_rows = metrics.sort_values("confidence")
+    a = color_by_x(points_of(fig))
+    b = color_by_x(points_of(plot_data_map(reversed_rows, hue="region", marginals=False)))
+    assert a == b
+    # labels: sorted class index, shown by class name
+    backwards = metrics.sort_values("label", ascending=False)  # first appearance: 2, 1, 0
+    legend = axes_by_label(plot_data_map(backwards, hue="label")).get("data-map").get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["cat", "dog", "eel"]
+
+
+def test_int_column_with_values_0_and_1_is_not_taken_for_bool():
+    metrics = make_metrics(40).assign(label=lambda m: m["label"] % 2)
+    legend = axes_by_label(plot_data_map(metrics.drop(columns="label_name"), hue="label"))
+    texts = [t.get_text() for t in legend["data-map"].get_legend().get_texts()]
+    assert texts == ["0", "1"]
+
+
+# --------------------------------------------------------------------------------- regions
+
+
+def region_artists(ax: Axes):
+    lines = {ln.get_gid(): ln for ln in ax.lines if str(ln.get_gid()).startswith("region-")}
+    texts = {t.get_gid(): t for t in ax.texts if str(t.get_gid()).startswith("region-")}
+    return lines, texts
+
+
+@pytest.mark.parametrize("t", [Thresholds(), Thresholds(0.1, 0.85, 0.15)])
+def test_region_boundaries_and_labels_follow_the_thresholds(t):
+    fig = plot_data_map(make_metrics(), thresholds=t)
+    lines, texts = region_artists(axes_by_label(fig)["data-map"])
+    a = t.ambiguous_variability
+    np.testing.assert_allclose(lines["region-boundary:ambiguous_variability"].get_xdata(), [a, a])
+    np.testing.assert_allclose(
+        lines["region-boundary:easy_confidence"].get_ydata(), [t.easy_confidence] * 2
+    )
+    np.testing.assert_allclose(
+        lines["region-boundary:hard_confidence"].get_ydata(), [t.hard_confidence] * 2
+    )
+    np.testing.assert_allclose(lines["region-boundary:easy_confidence"].get_xdata(), [0, a])
+    easy = texts["region-label:easy"].get_position()
+    hard = texts["region-label:hard"].get_position()
+    ambiguous = texts["region-label:ambiguous"].get_position()
+    assert easy[0] < a and hard[0] < a < ambiguous[0]
+    assert t.easy_confidence < easy[1] < 1 and 0 < hard[1] < t.hard_confidence
+
+
+def test_region_labels_report_the_share_under_these_thresholds():
+    metrics = make_metrics()
+    t = Thresholds(0.15, 0.6, 0.2)
+    from cartokit import region_counts
+
+    share = region_counts(metrics, t) / len(metrics)
+    _, texts = region_artists(axes_by_label(plot_data_map(metrics, thresholds=t))["data-map"])
+    for region in ("easy", "ambiguous", "hard"):
+        assert texts[f"region-label:{region}"].get_text().endswith(f"{share[region]:.0%}")
+
+
+def test_no_regions_on_other_axes():
+    fig = plot_data_map(make_metrics(), x="forgetting", y="confidence")
+    lines, texts = region_artists(axes_by_label(fig)["data-map"])
+    assert not lines and not texts
+
+
+# ------------------------------------------------------------------------------- marginals
+
+
+def test_marginals_exist_and_count_the_plotted_samples():
+    metrics = make_metrics(500)
+    metrics.iloc[:7, metrics.columns.get_loc("variability")] = np.nan  # not plotted
+    fig = plot_data_map(metrics, max_points=200)
+    panels = axes_by_label(fig)
+    for label in ("marginal:y", "marginal:x", "marginal:hue"):
+        assert sum(p.get_height() for p in panels[label].patches) == 200
+    assert panels["marginal:y"].get_xlabel() == "confidence"
+    assert panels["marginal:x"].get_xlabel() == "variability"
+    assert panels["marginal:hue"].get_xlabel() == "correctness"
+    # the text says what is shown, and what was left out
+    note = [t.get_text() for t in panels["data-map"].texts if t.get_gid() == "sample-note"][0]
+    assert "200 of 493 samples shown" in note and "7 without finite variability/confidence" in note
+
+
+def test_given_ax_gets_only_the_scatter():
+    fig = Figure()
+    ax, other = fig.subplots(1, 2)
+    assert plot_data_map(make_metrics(), ax=ax, title="mine") is fig
+    labels = [a.get_label() for a in fig.axes]
+    assert not [lab for lab in labels if lab.startswith("marginal")]
+    assert ax.get_title() == "mine" and len(other.collections) == 0
+
+
+def test_marginals_can_be_turned_off():
+    fig = plot_data_map(make_metrics(), marginals=False, legend=False)
+    assert [a.get_label() for a in fig.axes] == ["data-map"]
+
+
+# ------------------------------------------------------------------------------ sampling
+
+
+def test_down_sampling_is_seeded_and_stated():
+    metrics = make_metrics(2_000)
+    draw = lambda seed: points_of(plot_data_map(metrics, max_points=150, seed=seed)).get_offsets()  # noqa: E731
+    np.testing.assert_array_equal(draw(1), draw(1))
+    assert len(draw(1)) == 150
+    assert not np.array_equal(np.sort(draw(1)[:, 0]), np.sort(draw(2)[:, 0]))
+    fig = plot_data_map(metrics, max_points=150)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert any("150 of 2,000" in t for t in texts)
+    # all drawn points are real rows
+    offsets = draw(3)
+    rows = set(zip(metrics["variability"], metrics["confidence"]))
+    assert set(map(tuple, offsets)) <= rows
+
+
+def test_small_table_is_drawn_whole():
+    metrics = make_metrics(80)
+    fig = plot_data_map(metrics, max_points=None)
+    assert len(points_of(fig).get_offsets()) == 80
+    assert any(t.get_text() == "80 samples" for t in fig.axes[0].texts)
+
+
+# --------------------------------------------------------------------------------- saving
+
+
+@pytest.mark.parametrize("fmt", ["png", "svg", "pdf"])
+def test_saves_each_format(tmp_path, fmt):
+    path = tmp_path / "sub" / f"map.{fmt.upper() if fmt == 'pdf' else fmt}"
+    plot_data_map(make_metrics(100), path=path)
+    assert path.read_bytes().startswith(MAGIC[fmt])
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
+
+
+def test_bad_suffix_raises_and_writes_nothing(tmp_path):
+    with pytest.raises(ValueError, match=r"must end in \.png, \.svg or \.pdf .*'\.jpg'"):
+        plot_data_map(make_metrics(), path=tmp_path / "map.jpg")
+    with pytest.raises(ValueError, match="with no suffix; change the file suffix"):
+        plot_trajectories(make_dyn(), [10], path=tmp_path / "map")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_save_keeps_the_earlier_file(tmp_path, monkeypatch):
+    path = tmp_path / "map.png"
+    path.write_bytes(b"earlier")
+
+    def broken(self, fh, **kwargs):
+        fh.write(b"half a png")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(Figure, "savefig", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        plot_data_map(make_metrics(), path=path)
+    assert path.read_bytes() == b"earlier"
+    assert [p.name for p in tmp_path.iterdir()] == ["map.png"]
+
+
+# ------------------------------------------------------------------------------ per class
+
+
+def test_per_class_grid_has_one_titled_panel_per_class(tmp_path):
+    metrics = make_metrics(400, classes=5)
+    fig = plot_data_map(metrics, per_class=True, path=tmp_path / "grid.png")
+    panels = [a for a in fig.axes if a.get_label().startswith("data-map:")]
+    assert [a.get_title() for a in panels] == ["cat", "dog", "eel", "fox", "gnu"]
+    assert len(fig.axes) == 5 + 1  # five panels and one shared colour bar
+    # shared axes and one colour scale
+    assert all(a.get_xlim() == panels[0].get_xlim() for a in panels)
+    norms = {id(points.norm) for a in panels for points in a.collections if points.get_gid()}
+    assert len(norms) == 1
+    drawn = sum(len(c.get_offsets()) for a in panels for c in a.collections)
+    assert drawn == 400 and (tmp_path / "grid.png").exists()
+
+
+def test_per_class_without_names_and_with_a_panel_limit():
+    metrics = make_metrics(300, classes=4).drop(columns="label_name")
+    fig = plot_data_map_by_class(metrics, ncols=3, max_points=100)
+    panels = [a for a in fig.axes if a.get_label().startswith("data-map:")]
+    assert [a.get_title() for a in panels] == ["label 0", "label 1", "label 2", "label 3"]
+    assert sum(len(c.get_offsets()) for a in panels for c in a.collections) == 100
+    assert "100 of 300 samples shown" in fig.get_suptitle()
+
+
+# --------------------------------------------------------------------------- trajectories
+
+
+def make_dyn() -> TrainingDynamics:
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(5, 6, 3))
+    dyn = TrainingDynamics.from_logits(
+        logits, labels=[0, 1, 2, 0, 1, 2], ids=[10, 11, 12, 13, 14, 15],
+        class_names=["ant", "bee", "cow"],
+    )  # fmt: skip
+    dyn.gold_prob[2, 1] = np.nan  # sample 11 unseen at checkpoint 2
+    return dyn
+
+
+def test_trajectories_one_line_per_id_with_gold_probabilities():
+    dyn = make_dyn()
+    fig = plot_trajectories(dyn, [11, 15, 11])
+    lines = fig.axes[0].lines
+    assert len(lines) == 2
+    np.testing.assert_array_equal(lines[0].get_ydata(), dyn.gold_prob[:, 1])  # NaN stays: a gap
+    np.testing.assert_array_equal(lines[1].get_ydata(), dyn.gold_prob[:, 5])
+    np.testing.assert_array_equal(lines[0].get_xdata(), np.arange(5))
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend == ["id 11, label bee", "id 15, label cow"]
+
+
+def test_trajectories_single_id_and_given_ax():
+    fig = Figure()
+    ax = fig.add_subplot()
+    assert plot_trajectories(make_dyn(), 13, ax=ax) is fig
+    assert len(ax.lines) == 1
+
+
+def test_trajectories_unknown_ids_are_named():
+    with pytest.raises(ValueError, match=r"2 of the ids are not sample ids .*: \[99, 'x'\]"):
+        plot_trajectories(make_dyn(), [10, 99, "x"])
+    with pytest.raises(ValueError, match="needs at least one sample id"):
+        plot_trajectories(make_dyn(), [])
+    with pytest.raises(TypeError, match="must be a TrainingDynamics. Got DataFrame"):
+        plot_trajectories(make_metrics(), [10])
+
+
+# --------------------------------------------------------------------------------- errors
+
+
+def test_error_messages():
+    metrics = make_metrics(20)
+    with pytest.raises(ValueError, match=r"missing: \['varx'\]. Available columns: \['label'"):
+        plot_data_map(metrics, x="varx")
+    with pytest.raises(ValueError, match=r"'hue' parameter .* Got 'nope' instead. Available"):
+        plot_data_map(metrics, hue="nope")
+    with pytest.raises(ValueError, match="empty metrics table"):
+        plot_data_map(metrics.iloc[:0])
+    with pytest.raises(ValueError, match=r"'y' parameter .* numeric column. Got 'label_name'"):
+        plot_data_map(metrics, y="label_name")
+    with pytest.raises(ValueError, match="no row of the metrics table has finite"):
+        plot_data_map(metrics.assign(confidence=np.nan))
+    with pytest.raises(TypeError, match="must be a pandas DataFrame"):
+        plot_data_map(metrics.to_numpy())
+    with pytest.raises(
+        ValueError, match="'max_points' parameter of plot_data_map must be an int >= 1"
+    ):
+        plot_data_map(metrics, max_points=0)
+    with pytest.raises(ValueError, match="cannot draw into one given Axes"):
+        plot_data_map(metrics, per_class=True, ax=Figure().add_subplot())
+    with pytest.raises(ValueError, match=r"'by' parameter .* Got 'kind' instead"):
+        plot_data_map_by_class(metrics, by="kind")
+    with pytest.raises(ValueError, match="'cmap' parameter .* Got 'no-such-map'"):
+        plot_data_map(metrics, cmap="no-such-map")
+
+
+def test_region_hue_is_derived_when_missing_and_nan_hue_is_grey():
+    metrics = make_metrics(50)
+    assert "region" not in metrics
+    fig = plot_data_map(metrics, hue="region")
+    assert [t.get_text() for t in axes_by_label(fig)["marginal:hue"].get_xticklabels()] == [
+        "easy", "ambiguous", "hard",
+    ]  # fmt: skip
+    metrics.loc[metrics.index[:3], "correctness"] = np.nan
+    points = points_of(plot_data_map(metrics, marginals=False))
+    assert len(points.get_offsets()) == 50  # NaN hue is still drawn, in the "bad" colour
+    grey = mcolors.to_rgba("#B0B0B0")[:3]
+    points.update_scalarmappable()
+    assert sum(np.allclose(c[:3], grey) for c in points.get_facecolors()) == 3
+
+
+def test_figures_display_in_notebooks_without_pyplot():
+    fig = plot_data_map(make_metrics(30))
+    assert fig._repr_png_().startswith(MAGIC["png"])
