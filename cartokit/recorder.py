@@ -281,7 +281,16 @@ class DynamicsRecorder:
         UserWarning
             When some samples were not seen in the epoch (recorded as missing).
         """
-        if self._rows == 0 or self._label_buf is None:
+        rows = self._rows
+        if self._distributed_active():
+            # Collective: a rank that saw no batch this epoch (unevenly sharded data) still
+            # takes part; only when no rank saw any does every rank raise.
+            if self._label_buf is None:
+                self._allocate(torch.empty((0, self.num_classes), device=self._collective_device()))
+            total = torch.tensor([rows], dtype=torch.int64, device=self._device)
+            torch.distributed.all_reduce(total)
+            rows = int(total[0])
+        if rows == 0 or self._label_buf is None:
             raise RuntimeError(
                 "DynamicsRecorder.end_epoch() was called with no update() since the last "
                 "epoch. Call update(ids, logits, labels) for each batch first."
@@ -292,15 +301,31 @@ class DynamicsRecorder:
             self._reset_epoch()
         self._epochs.append(record)
 
+    def _distributed_active(self) -> bool:
+        import torch.distributed as dist
+
+        return (
+            self.distributed
+            and dist.is_available()
+            and dist.is_initialized()
+            and dist.get_world_size() > 1
+        )
+
+    @staticmethod
+    def _collective_device() -> torch.device:
+        import torch.distributed as dist
+
+        if dist.get_backend() == "nccl":
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("cpu")
+
     def _combine_ranks(self) -> None:
         """Merge every rank's epoch buffers into one, identical on all ranks (collectives)."""
         import torch.distributed as dist
 
-        if not (self.distributed and dist.is_available() and dist.is_initialized()):
+        if not self._distributed_active():
             return
         world, rank = dist.get_world_size(), dist.get_rank()
-        if world == 1:
-            return
         label_buf = self._label_buf
         seen = label_buf != _UNSEEN
         # The owner of a sample is the lowest rank that saw it (``world``: nobody did); only the

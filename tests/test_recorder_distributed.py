@@ -72,3 +72,24 @@ def test_two_ranks_give_the_single_process_record(tmp_path, buffer_bytes):
         # 103 samples over 2 ranks: 104 rows, one a padding duplicate, counted once.
         assert got["dup"].tolist() == [1] * EPOCHS
         assert got["missing"].tolist() == [0] * EPOCHS
+
+
+def _uneven_worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        rec = DynamicsRecorder(4, 2)
+        for _ in range(3):
+            if rank == 0:  # rank 1 gets no batch at all (unevenly sharded data)
+                rec.update(torch.arange(4), torch.eye(2)[[0, 1, 0, 1]], torch.tensor([0, 1, 0, 1]))
+            rec.end_epoch()
+        np.save(f"{out}/rank{rank}.npy", rec.dynamics.gold_prob)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_rank_without_batches_still_takes_part(tmp_path):
+    mp.spawn(_uneven_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    for rank in range(2):
+        gold = np.load(tmp_path / f"rank{rank}.npy")
+        np.testing.assert_allclose(gold, np.full((3, 4), np.e / (1 + np.e)), atol=1e-6)
