@@ -57,8 +57,8 @@ def checkpoint_stats(
 
     * ``gold_prob = p[y]``, in [0, 1];
     * ``margin = logits[y] - max_{k != y} logits[k]`` (the AUM margin of Pleiss et al., 2020), any
-      real; computed on log-probabilities, which differ from logits by a per-row constant, so the
-      same formula serves probabilities (pass ``log(p)`` as logits);
+      real; log-probabilities differ from logits by a per-row constant, so the same formula
+      serves probabilities (pass ``log(p)`` as logits);
     * ``sq_error = ||p - onehot(y)||_2**2 = sum_{k != y} p[k]**2 + (1 - p[y])**2``, in [0, 2],
       the squared EL2N error; ``1 - p[y]`` is computed as ``-expm1(log p[y])`` so that confident
       samples keep their precision (an error of 1e-5 survives, where ``1 - 0.99999`` in float32
@@ -84,12 +84,19 @@ def checkpoint_stats(
     for start in range(0, logits.shape[0], _CHUNK_ROWS):
         x = logits[start : start + _CHUNK_ROWS].float()
         y = labels[start : start + _CHUNK_ROWS, None]
-        logp = torch.log_softmax(x, dim=1)
-        gold_logp = logp.gather(1, y).squeeze(1)
-        other_max = logp.scatter(1, y, float("-inf")).amax(dim=1)
+        # A hand-written, max-shifted softmax rather than log_softmax/logsumexp: the same
+        # numbers, several times faster on the CPU for few classes, and the exponentials
+        # are shared by the log-normaliser and the probabilities.
+        row_max = x.amax(dim=1, keepdim=True)
+        e = (x - row_max).exp_()
+        total = e.sum(dim=1, keepdim=True)
+        lse = row_max + total.log()
+        gold_x = x.gather(1, y)
+        gold_logp = (gold_x - lse).squeeze(1)
+        other_max = x.scatter(1, y, float("-inf")).amax(dim=1)
         outs[0].append(gold_logp.exp())
-        outs[1].append(gold_logp - other_max)
-        others = logp.exp().scatter(1, y, 0.0).square().sum(dim=1)
+        outs[1].append(gold_x.squeeze(1) - other_max)
+        others = e.div_(total).scatter_(1, y, 0.0).square_().sum(dim=1)
         outs[2].append(others + torch.expm1(gold_logp).square())
         outs[3].append(x.argmax(dim=1))
     if not outs[0]:
