@@ -29,6 +29,12 @@ from cartokit.selection import SELECTORS, select, select_mixture, selection_mask
 __version__ = "0.1.0"
 
 __all__ = [
+    "CNN",
+    "MLP",
+    "TextClassifier",
+    "fit",
+    "evaluate",
+    "FitResult",
     "DataBundle",
     "Split",
     "add_label_noise",
@@ -66,6 +72,12 @@ __all__ = [
 # (and `cartokit --help`) stays quick.
 _LAZY = {
     "DynamicsRecorder": "cartokit.recorder",
+    "fit": "cartokit.train",
+    "evaluate": "cartokit.train",
+    "FitResult": "cartokit.train",
+    "MLP": "cartokit.models",
+    "CNN": "cartokit.models",
+    "TextClassifier": "cartokit.models",
     "plot_data_map": "cartokit.plot",
     "plot_data_map_by_class": "cartokit.plot",
     "plot_trajectories": "cartokit.plot",
