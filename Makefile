@@ -54,6 +54,8 @@ bench: $(STAMP)
 	$(PY) bench/metrics_speed.py
 	$(PY) bench/recorder_memory.py
 	$(PY) bench/allenai_metrics.py
+	$(PY) bench/slider_latency.py
+	$(PY) bench/recording_overhead.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

@@ -30,6 +30,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CNN",
+    "DataMapExplorer",
     "MLP",
     "TextClassifier",
     "fit",
@@ -72,6 +73,7 @@ __all__ = [
 # (and `cartokit --help`) stays quick.
 _LAZY = {
     "DynamicsRecorder": "cartokit.recorder",
+    "DataMapExplorer": "cartokit.widgets",
     "fit": "cartokit.train",
     "evaluate": "cartokit.train",
     "FitResult": "cartokit.train",
