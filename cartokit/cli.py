@@ -21,6 +21,24 @@ examples:
   cartokit select metrics.csv --region hard -o hard_ids.txt
   cartokit select metrics.csv --mixture "17% ambiguous + 10% easy" --seed 1 -o ids.txt
   cartokit demo --out runs/demo
+  cartokit run --preset digits --out runs/digits       # notebooks 01-04 with papermill
+  cartokit run --preset sentiment -p epochs=5 -p "seeds=[0, 1]" --out runs/sentiment
+  cartokit run --config study.yaml --out runs/study
+  cartokit grid grid.yaml --out runs/grid               # datasets x models x ... as jobs
+"""
+
+
+GRID_EXAMPLE = """\
+a grid file:
+  preset: digits                 # optional: the base parameters
+  params: {epochs: 10}           # optional: fixed parameters
+  grid:                          # one job per combination of scalar parameters
+    model: [mlp, cnn]
+    seed: [0, 1]
+    selectors: [full, random, ambiguous]   # list parameters: crossed inside each job
+    fractions: [0.1, 0.33]
+    seeds: [0, 1, 2]
+  out: runs/grid                 # optional: the output folder
 """
 
 
@@ -110,6 +128,53 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     run_demo(args.out, epochs=args.epochs, noise=args.noise, seed=args.seed)
 
 
+def _cmd_run(args: argparse.Namespace) -> None:
+    from cartokit.pipeline import parse_overrides, run_study
+
+    if args.out is not None:
+        out = args.out
+    elif args.config is not None:
+        out = str(Path("runs") / Path(args.config).stem)
+    else:
+        out = str(Path("runs") / (args.preset or "default"))
+    try:
+        run_study(
+            out,
+            preset=args.preset,
+            config=args.config,
+            overrides=parse_overrides(args.param),
+            notebooks_dir=args.notebooks,
+            kernel=args.kernel,
+            progress=not args.quiet,
+        )
+    except ImportError as err:
+        raise CliError(str(err)) from None
+
+
+def _cmd_grid(args: argparse.Namespace) -> None:
+    from cartokit.pipeline import run_grid
+
+    try:
+        run_grid(
+            args.file,
+            out=args.out,
+            force=args.force,
+            notebooks_dir=args.notebooks,
+            kernel=args.kernel,
+            progress=not args.quiet,
+        )
+    except ImportError as err:
+        raise CliError(str(err)) from None
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--notebooks", metavar="DIR", help="folder of notebooks 01-04 (default: found)")
+    p.add_argument(
+        "--kernel", help="Jupyter kernel (default: cartokit if registered, else python3)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no per-cell progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cartokit import __version__
 
@@ -178,6 +243,49 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--noise", type=float, default=0.1, help="fraction of labels to flip")
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(func=_cmd_demo)
+
+    r = sub.add_parser(
+        "run",
+        help="run a study: notebooks 01-04 with papermill, into one run folder",
+        description="Execute the notebooks 01_train_and_record, 02_map, 03_select and "
+        "04_retrain in order with papermill, passing the run folder along. The run folder gets "
+        "the executed notebooks, the dynamics, the metrics, the figures, results.csv and "
+        "report.md. Parameters: the notebooks' defaults (sized for CI), then --preset or "
+        "--config, then each -p. A failed or interrupted run leaves an earlier run in the "
+        "folder untouched, and keeps its own outputs in OUT.failed.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    source = r.add_mutually_exclusive_group()
+    source.add_argument("--preset", help="a preset: digits (make demo) or sentiment")
+    source.add_argument("--config", metavar="FILE.yaml", help="parameters in a YAML file")
+    r.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set one parameter (value read as YAML), e.g. -p epochs=5; repeat for more",
+    )
+    r.add_argument("--out", help="run folder (default runs/PRESET, runs/CONFIG or runs/default)")
+    _add_run_options(r)
+    r.set_defaults(func=_cmd_run)
+
+    g = sub.add_parser(
+        "grid",
+        help="run a parameter grid of studies and collect one results table",
+        description="Run one study per combination of the grid's scalar parameters (datasets x "
+        "models x ...); list parameters (selectors, fractions, seeds) are crossed inside each "
+        "study. Writes OUT/jobs/<job>/, OUT/results.csv, OUT/jobs.csv and OUT/summary.md. "
+        "Finished jobs are skipped when the grid runs again; failed ones are retried.",
+        epilog=GRID_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    g.add_argument("file", help="grid file (YAML)")
+    g.add_argument("--out", help="output folder (default: the file's out, else runs/FILE)")
+    g.add_argument("--force", action="store_true", help="run finished jobs again")
+    _add_run_options(g)
+    g.set_defaults(func=_cmd_grid)
     return parser
 
 

