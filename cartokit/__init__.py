@@ -23,12 +23,22 @@ from cartokit.data import (
 )
 from cartokit.dynamics import TrainingDynamics
 from cartokit.metrics import compute_metrics
+from cartokit.mislabel import benchmark_detection, score_mislabeled, suggest_labels
 from cartokit.regions import REGIONS, Thresholds, assign_regions, region_counts
 from cartokit.selection import SELECTORS, select, select_mixture, selection_mask, subset
+from cartokit.transfer import map_agreement
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ReviewSession",
+    "ReviewWidget",
+    "apply_review",
+    "benchmark_detection",
+    "distill",
+    "map_agreement",
+    "score_mislabeled",
+    "suggest_labels",
     "CNN",
     "DataMapExplorer",
     "MLP",
@@ -74,6 +84,10 @@ __all__ = [
 _LAZY = {
     "DynamicsRecorder": "cartokit.recorder",
     "DataMapExplorer": "cartokit.widgets",
+    "apply_review": "cartokit.review",
+    "ReviewSession": "cartokit.review",
+    "ReviewWidget": "cartokit.review",
+    "distill": "cartokit.distill",
     "fit": "cartokit.train",
     "evaluate": "cartokit.train",
     "FitResult": "cartokit.train",

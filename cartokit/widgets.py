@@ -420,6 +420,24 @@ class DataMapExplorer(widgets.VBox):
         rows = self._index.get_indexer(ids)
         return self.data.subset(self._data_pos[rows], name=f"{self.data.name}[{which}]")
 
+    def review(
+        self,
+        log_path: str | os.PathLike[str],
+        *,
+        method: str = "combined",
+        scores: pd.Series | None = None,
+        **options: Any,
+    ) -> Any:
+        """Review mode: walk through suspected label errors of this map, most suspicious first.
+
+        Returns a :class:`~cartokit.review.ReviewWidget` over this explorer's metrics, data and
+        dynamics (keep / relabel / drop, each decision appended to ``log_path`` at once;
+        reopening resumes). ``options`` go to :class:`~cartokit.review.ReviewSession`.
+        """
+        from cartokit.review import ReviewWidget
+
+        return ReviewWidget.from_explorer(self, log_path, method=method, scores=scores, **options)
+
     # ================================================================ building
     def _build_figure(self) -> None:
         self._x_scale = bqplot.LinearScale(min=0.0, max=1.0)

