@@ -41,6 +41,8 @@ system-deps:
 
 demo: $(STAMP)
 	$(VENV)/bin/cartokit run --preset digits --out runs/digits
+	@echo "Region counts (default thresholds):"
+	@sed -n '/^| region /,/^$$/p' runs/digits/report.md
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest -q
