@@ -38,7 +38,14 @@ def check_int(name: str, value: Any, *, caller: str, minimum: int | None = None)
     return int(value)
 
 
-def check_labels(labels: np.ndarray, num_classes: int, *, caller: str) -> np.ndarray:
+def check_labels(
+    labels: np.ndarray,
+    num_classes: int,
+    *,
+    caller: str,
+    what: str = "labels",
+    hint: str = "Check num_classes or remap the labels.",
+) -> np.ndarray:
     """Labels must be a 1-D integer array with values in ``[0, num_classes)``."""
     labels = np.asarray(labels)
     if labels.ndim != 1:
@@ -54,9 +61,9 @@ def check_labels(labels: np.ndarray, num_classes: int, *, caller: str) -> np.nda
     bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
     if bad.size:
         raise ValueError(
-            f"{caller}: labels must be in [0, {num_classes}) for {num_classes} classes. "
+            f"{caller}: {what} must be in [0, {num_classes}) for {num_classes} classes. "
             f"{bad.size} are not, at positions {first_few(bad)} with values "
-            f"{first_few(labels[bad])}. Check num_classes or remap the labels."
+            f"{first_few(labels[bad])}. {hint}"
         )
     return labels.astype(np.int64, copy=False)
 

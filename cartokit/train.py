@@ -73,7 +73,7 @@ from torch.utils.data import (
 from tqdm.auto import tqdm
 
 from cartokit._torch_data import IndexedDataset
-from cartokit._validation import atomic_write, check_int, first_few
+from cartokit._validation import atomic_write, check_int, check_labels, first_few
 from cartokit.recorder import DynamicsRecorder
 
 if TYPE_CHECKING:
@@ -212,17 +212,6 @@ def _eval_sets(eval_data: Any, caller: str) -> dict[str, _Data]:
     }
 
 
-def _check_labels(labels: np.ndarray, num_classes: int, *, caller: str, name: str) -> None:
-    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
-    if bad.size:
-        raise ValueError(
-            f"{caller}: {name} labels must be in [0, {num_classes}), the model's {num_classes} "
-            f"classes. {bad.size} are not, at positions {first_few(bad)} with values "
-            f"{first_few(labels[bad])}. Remap the labels, or build the model with the data's "
-            "number of classes."
-        )
-
-
 def _check_batch_labels(y: torch.Tensor, num_classes: int, *, caller: str, step: int) -> None:
     """Labels of a dataset not known up front: checked as they arrive, before the loss sees them."""
     if y.dtype.is_floating_point or y.dtype == torch.bool or y.ndim != 1:
@@ -348,7 +337,13 @@ def _check_classes(data: _Data, num_classes: int, *, caller: str, name: str) -> 
             f"with num_classes={len(data.class_names)}."
         )
     if data.labels is not None:
-        _check_labels(data.labels, num_classes, caller=caller, name=name)
+        check_labels(
+            data.labels,
+            num_classes,
+            caller=caller,
+            what=f"{name} labels",
+            hint="Remap the labels, or build the model with the data's number of classes.",
+        )
 
 
 def _check_length(dataset: Dataset, expected: int, epoch: int, *, caller: str) -> None:
