@@ -11,30 +11,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from notebook_cells import NOTEBOOK_DIR, code_cells, load, python_of, source
 
 from cartokit import pipeline
 
 papermill = pytest.importorskip("papermill")
 
-NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NAMES = ["05_mislabels", "06_transfer_and_distill"]
-
-
-def load(name: str) -> dict:
-    return json.loads((NOTEBOOK_DIR / f"{name}.ipynb").read_text(encoding="utf-8"))
-
-
-def source(cell: dict) -> str:
-    return "".join(cell["source"])
-
-
-def code_cells(nb: dict) -> list[dict]:
-    return [c for c in nb["cells"] if c["cell_type"] == "code"]
-
-
-def python_of(text: str) -> str:
-    """Cell source as Python: IPython's %magic lines become pass."""
-    return re.sub(r"^(\s*)%.*$", r"\1pass", text, flags=re.MULTILINE)
 
 
 # ------------------------------------------------------------------------------ shape
