@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import os
 import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,106 @@ def _pred_dtype(num_classes: int) -> type[np.integer]:
     return np.int32
 
 
+# Allowed values of the per-checkpoint statistics (NaN aside, which marks a sample not seen).
+# sq_error = ||p - onehot(y)||^2 is at most 2; its two float32 terms can round one ulp above.
+_RANGES = (
+    ("gold_prob", 0.0, 1.0, "in [0, 1]"),
+    ("sq_error", 0.0, 2.0 + 1e-6, "in [0, 2]"),
+    ("margin", -np.inf, np.inf, "finite"),
+)
+
+
+def _at(mask: np.ndarray, ids: np.ndarray) -> str:
+    """Where the first True of an [E, N(, C)] mask is, for an error message."""
+    e, i = np.unravel_index(int(np.argmax(mask)), mask.shape)[:2]
+    sample = ids[i]
+    return f"epoch {e}, sample {(sample.item() if isinstance(sample, np.generic) else sample)!r}"
+
+
+def _check_pred_dtype(pred: np.ndarray, *, caller: str) -> np.ndarray:
+    if np.issubdtype(pred.dtype, np.integer):
+        return pred
+    if np.issubdtype(pred.dtype, np.floating):
+        whole = np.isfinite(pred) & (np.mod(pred, 1) == 0)
+        if whole.all():
+            return pred.astype(np.int64)
+    raise TypeError(
+        f"{caller}: pred must hold integer class indices (-1 for a sample not seen). "
+        f"Got dtype {pred.dtype}."
+    )
+
+
+def _check_values(dyn: TrainingDynamics, pred: np.ndarray, *, caller: str) -> None:
+    """Refuse statistics that no model could produce: every loaded or built record passes here.
+
+    Without unseen samples this is a min, a max and a NaN-propagating min per array, no
+    temporaries; element-wise masks are built only when a NaN shows up (to check that it shows
+    up in every array alike) or a check fails (to say where).
+    """
+    if dyn.gold_prob.size == 0:
+        return
+    ids = dyn.ids
+    has_nan = False
+    for name, low, high, rule in _RANGES:
+        values = getattr(dyn, name)
+        has_nan |= bool(np.isnan(np.minimum.reduce(values, axis=None)))
+        lo, hi = np.fmin.reduce(values, axis=None), np.fmax.reduce(values, axis=None)
+        if np.isnan(lo) or (low <= lo and hi <= high and np.isfinite(lo) and np.isfinite(hi)):
+            continue
+        bad = ~np.isnan(values) & ~((values >= low) & (values <= high) & np.isfinite(values))
+        first = values[np.unravel_index(int(np.argmax(bad)), bad.shape)]
+        raise ValueError(
+            f"{caller}: {name} must be {rule} (NaN for a sample not seen). {int(bad.sum())} "
+            f"values are not, e.g. {float(first)!r} at {_at(bad, ids)}."
+        )
+    pred_lo, pred_hi = int(pred.min()), int(pred.max())
+    if pred_lo < -1 or pred_hi >= dyn.num_classes:
+        bad = (pred < -1) | (pred >= dyn.num_classes)
+        first = pred[np.unravel_index(int(np.argmax(bad)), bad.shape)]
+        raise ValueError(
+            f"{caller}: pred must be a class index in [0, {dyn.num_classes}), or -1 for a sample "
+            f"not seen. {int(bad.sum())} values are not, e.g. {int(first)} at {_at(bad, ids)}."
+        )
+    probs = dyn.probs
+    if probs is not None:
+        lo, hi = np.fmin.reduce(probs, axis=None), np.fmax.reduce(probs, axis=None)
+        if not np.isnan(lo) and not (lo >= 0 and hi <= 1):
+            bad = (probs < 0) | (probs > 1)
+            raise ValueError(
+                f"{caller}: probs must be in [0, 1] (NaN for a sample not seen). "
+                f"{int(bad.sum())} values are not, e.g. at {_at(bad, ids)}."
+            )
+        has_nan |= bool(np.isnan(np.minimum.reduce(probs, axis=None)))
+    if not has_nan and pred_lo != -1:
+        return
+    # A sample not seen at a checkpoint is NaN in every statistic and -1 in pred; a mix means
+    # the arrays were assembled from different records.
+    unseen = np.isnan(dyn.gold_prob)
+    values = {"margin": dyn.margin, "sq_error": dyn.sq_error, "pred": pred}
+    marks = {"margin": np.isnan(dyn.margin), "sq_error": np.isnan(dyn.sq_error)}
+    marks["pred"] = pred == -1
+    if probs is not None:
+        nan = np.isnan(probs)
+        partial = nan.any(axis=2) & ~nan.all(axis=2)
+        if partial.any():
+            raise ValueError(
+                f"{caller}: probs rows must be all NaN (a sample not seen) or hold no NaN. "
+                f"{int(partial.sum())} rows mix the two, e.g. at {_at(partial, ids)}."
+            )
+        marks["probs"] = nan[:, :, 0]
+        values["probs"] = probs[:, :, 0]
+    for name, mark in marks.items():
+        differ = mark != unseen
+        if differ.any():
+            e, i = np.unravel_index(int(np.argmax(differ)), differ.shape)
+            raise ValueError(
+                f"{caller}: a sample not seen at a checkpoint must be NaN in gold_prob, margin, "
+                f"sq_error and probs and -1 in pred, all together; at {_at(differ, ids)}, "
+                f"gold_prob is {float(dyn.gold_prob[e, i])!r} but {name} is "
+                f"{values[name][e, i].item()!r} ({int(differ.sum())} such sample-checkpoints)."
+            )
+
+
 class TrainingDynamics:
     """Per-checkpoint statistics of every training sample, from one training run.
 
@@ -39,6 +142,11 @@ class TrainingDynamics:
     ``logit[y] - max_{k != y} logit[k]``, the squared error ``||p - onehot(y)||^2`` (for EL2N)
     and the predicted label. NaN (and predicted label -1) mark a sample not seen at a checkpoint.
     Full probabilities are kept only when asked for (``probs``).
+
+    Every constructor checks the values, whatever their source: ``gold_prob`` in [0, 1],
+    ``sq_error`` in [0, 2], ``margin`` finite, ``pred`` in ``[0, num_classes)``, ``probs`` in
+    [0, 1], each NaN (or -1) exactly where the sample was not seen. A value outside raises a
+    one-line ``ValueError`` saying where; a file with such values is refused when loaded.
 
     Build one with :class:`~cartokit.DynamicsRecorder` while training, with
     :meth:`from_logits` / :meth:`from_probabilities` from arrays, or with the readers in
@@ -85,6 +193,11 @@ class TrainingDynamics:
                     f"{caller}: {name} must have the same shape as gold_prob {shape}. "
                     f"Got {np.shape(arr)}."
                 )
+        if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)):
+            raise TypeError(
+                f"{caller}: num_classes must be an int. Got {num_classes!r} of type "
+                f"{type(num_classes).__name__}."
+            )
         if num_classes < 2:
             raise ValueError(f"{caller}: num_classes must be >= 2. Got {num_classes}.")
         self.num_classes = int(num_classes)
@@ -95,7 +208,9 @@ class TrainingDynamics:
         self.gold_prob = gold_prob
         self.margin = np.asarray(margin, dtype=np.float32)
         self.sq_error = np.asarray(sq_error, dtype=np.float32)
-        self.pred = np.asarray(pred).astype(_pred_dtype(self.num_classes), copy=False)
+        # Checked before the cast to the narrow pred dtype, which would wrap 300 to 44.
+        pred = _check_pred_dtype(np.asarray(pred), caller=caller)
+        self.pred = pred.astype(_pred_dtype(self.num_classes), copy=False)
         if class_names is not None:
             class_names = [str(c) for c in class_names]
             if len(class_names) != self.num_classes:
@@ -112,6 +227,7 @@ class TrainingDynamics:
                     f"Got {probs.shape}."
                 )
         self.probs = probs
+        _check_values(self, pred, caller=caller)
 
     # ---------------------------------------------------------------- shape
     @property
@@ -312,6 +428,16 @@ class TrainingDynamics:
     def load(cls, path: str | os.PathLike[str]) -> TrainingDynamics:
         """Read a file written by :meth:`save`.
 
+        Raises
+        ------
+        FileNotFoundError
+            When there is no file at ``path``.
+        ValueError
+            When the file is not a cartokit dynamics file, is truncated or corrupt, or holds
+            values that no training run gives (a probability outside [0, 1], a predicted class
+            beyond ``num_classes``, NaN in one statistic but not the others). The one-line
+            message names the file and what is wrong.
+
         Examples
         --------
         >>> import numpy as np, tempfile, os
@@ -322,44 +448,191 @@ class TrainingDynamics:
         """
         path = Path(path)
         if not path.is_file():
+            if path.exists() and not path.is_dir():
+                raise ValueError(
+                    f"{path} is not a cartokit dynamics file: it is not a regular file (a device, "
+                    "pipe or socket)."
+                )
             raise FileNotFoundError(f"No dynamics file at {path}.")
         try:
-            if not zipfile.is_zipfile(path):
-                raise zipfile.BadZipFile("not a zip archive")
-            with np.load(path, allow_pickle=False) as npz:
-                files = set(npz.files)
-                if "meta" not in files:
-                    raise ValueError("it has no 'meta' entry")
-                meta = json.loads(npz["meta"].tobytes().decode("utf-8"))
-                if meta.get("format") != FORMAT_NAME:
-                    raise ValueError(f"its format is {meta.get('format')!r}")
-                if int(meta.get("version", 0)) > FORMAT_VERSION:
-                    raise ValueError(
-                        f"it has format version {meta['version']}, newer than this cartokit "
-                        f"reads ({FORMAT_VERSION}); upgrade cartokit"
-                    )
-                data = {k: npz[k] for k in files if k != "meta"}
-        except (zipfile.BadZipFile, EOFError, OSError, KeyError, json.JSONDecodeError) as err:
+            meta, data = _read_archive(path)
+            ids = _decode_ids(data)
+        except (
+            _Unreadable,
+            zipfile.BadZipFile,
+            zipfile.LargeZipFile,
+            EOFError,
+            OSError,
+            zlib.error,
+            NotImplementedError,
+            RuntimeError,
+        ) as err:
             raise ValueError(
                 f"{path} is not a readable cartokit dynamics file (truncated or corrupt: {err})."
             ) from None
+        except MemoryError as err:
+            raise ValueError(f"{path}: not enough memory to load it ({err}).") from None
         except ValueError as err:
             raise ValueError(f"{path} is not a cartokit dynamics file: {err}.") from None
-        if "id_bytes" in data:
-            blob, offsets = data.pop("id_bytes").tobytes(), data.pop("id_offsets")
-            ids: np.ndarray = np.array(
-                [blob[a:b].decode("utf-8") for a, b in zip(offsets[:-1], offsets[1:])],
-                dtype=object,
-            )
-        else:
-            ids = data.pop("ids")
         try:
             return cls(
                 ids=ids,
+                labels=data["labels"],
+                gold_prob=data["gold_prob"],
+                margin=data["margin"],
+                sq_error=data["sq_error"],
+                pred=data["pred"],
                 num_classes=meta["num_classes"],
                 class_names=meta.get("class_names"),
-                probs=data.pop("probs", None),
-                **data,
+                probs=data.get("probs"),
             )
         except (TypeError, ValueError) as err:
-            raise ValueError(f"{path} holds inconsistent dynamics: {err}") from None
+            reason = str(err).removeprefix("TrainingDynamics: ")
+            raise ValueError(f"{path} holds inconsistent dynamics: {reason}") from None
+
+
+# ---------------------------------------------------------------- reading the .npz safely
+# np.load would trust each entry's header: a 200-byte file declaring shape (10**12,) asks for a
+# 4 TB allocation. Headers are read first and checked against the bytes actually stored.
+
+#: Entries of the .npz and the dtype kinds each may have; others are ignored.
+_ENTRY_KINDS = {
+    "meta": "u",
+    "labels": "iu",
+    "gold_prob": "f",
+    "margin": "f",
+    "sq_error": "f",
+    "pred": "iu",
+    "ids": "iuU",
+    "id_offsets": "iu",
+    "id_bytes": "u",
+    "probs": "f",
+}
+_REQUIRED = ("labels", "gold_prob", "margin", "sq_error", "pred")
+_JSON_KINDS = {
+    list: "a JSON array",
+    str: "a JSON string",
+    int: "a JSON number",
+    float: "a JSON number",
+}
+
+
+class _Unreadable(Exception):
+    """The archive is damaged: an entry's header and its stored bytes disagree."""
+
+
+def _read_entry(zf: zipfile.ZipFile, name: str, kinds: str) -> np.ndarray:
+    info = zf.getinfo(f"{name}.npy")
+    fmt = np.lib.format
+    with zf.open(info) as fh:
+        try:
+            version = fmt.read_magic(fh)
+            if version == (1, 0):
+                shape, fortran, dtype = fmt.read_array_header_1_0(fh)
+            elif version == (2, 0):
+                shape, fortran, dtype = fmt.read_array_header_2_0(fh)
+            else:
+                raise ValueError(f".npy format version {version}")
+        except ValueError as err:
+            raise _Unreadable(f"the '{name}' entry has no valid array header: {err}") from None
+        stored = info.file_size - fh.tell()
+    if dtype.hasobject:
+        raise ValueError(
+            f"its '{name}' entry holds Python objects, which cartokit files never do "
+            "(and loading them could run code)"
+        )
+    if dtype.kind not in kinds:
+        raise ValueError(f"its '{name}' entry has dtype {dtype}")
+    declared = math.prod(shape) * dtype.itemsize
+    if declared != stored:
+        raise _Unreadable(
+            f"the '{name}' entry declares shape {shape} of {dtype} ({declared:,} bytes) but "
+            f"stores {stored:,} bytes"
+        )
+    with zf.open(info) as fh:
+        return fmt.read_array(fh, allow_pickle=False)
+
+
+def _read_archive(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    if not zipfile.is_zipfile(path):
+        raise zipfile.BadZipFile("not a zip archive")
+    with zipfile.ZipFile(path) as zf:
+        present = {n[: -len(".npy")] for n in zf.namelist() if n.endswith(".npy")}
+        if "meta" not in present:
+            raise ValueError("it has no 'meta' entry")
+        raw = _read_entry(zf, "meta", _ENTRY_KINDS["meta"])
+        try:
+            meta = json.loads(raw.tobytes().decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"its metadata is not JSON ({err})") from None
+        _check_meta(meta)
+        absent = [k for k in _REQUIRED if k not in present]
+        if "ids" not in present and not {"id_offsets", "id_bytes"} <= present:
+            absent.append("ids")
+        if absent:
+            raise ValueError(
+                f"it has no {', '.join(map(repr, absent))} entr{'ies' if len(absent) > 1 else 'y'}"
+            )
+        data = {
+            k: _read_entry(zf, k, kinds)
+            for k, kinds in _ENTRY_KINDS.items()
+            if k in present and k != "meta"
+        }
+    return meta, data
+
+
+def _check_meta(meta: Any) -> None:
+    if not isinstance(meta, dict):
+        kind = _JSON_KINDS.get(type(meta), f"JSON {json.dumps(meta)}")
+        raise ValueError(f"its metadata is {kind}, not an object")
+    if meta.get("format") != FORMAT_NAME:
+        raise ValueError(f"its format is {meta.get('format')!r}")
+    version = meta.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"its format version is {version!r}, not an int >= 1")
+    if version > FORMAT_VERSION:
+        raise ValueError(
+            f"it has format version {version}, newer than this cartokit reads "
+            f"({FORMAT_VERSION}); upgrade cartokit"
+        )
+    if "num_classes" not in meta:
+        raise ValueError("its metadata has no 'num_classes'")
+    num_classes = meta["num_classes"]
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"its num_classes is {num_classes!r}, not an int >= 2")
+    names = meta.get("class_names")
+    if names is not None and not (
+        isinstance(names, list) and all(isinstance(n, str) for n in names)
+    ):
+        raise ValueError(f"its class_names is {_clip(names)}, not a list of strings or null")
+
+
+def _decode_ids(data: dict[str, np.ndarray]) -> np.ndarray:
+    if "id_offsets" not in data or "id_bytes" not in data:
+        return data.pop("ids")
+    blob, offsets = data.pop("id_bytes"), data.pop("id_offsets")
+    if (
+        offsets.ndim != 1
+        or blob.ndim != 1
+        or offsets.size == 0
+        or offsets[0] != 0
+        or offsets[-1] != blob.size
+        or (np.diff(offsets) < 0).any()
+    ):
+        raise _Unreadable(
+            f"its id_offsets do not cut its {blob.size} id bytes into ids (they must rise "
+            "from 0 to that length)"
+        )
+    raw = blob.tobytes()
+    ids = []
+    for i, (a, b) in enumerate(itertools.pairwise(offsets.tolist())):
+        try:
+            ids.append(raw[a:b].decode("utf-8"))
+        except UnicodeDecodeError:
+            raise _Unreadable(f"the id of sample {i} is not UTF-8 text") from None
+    return np.array(ids, dtype=object)
+
+
+def _clip(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -107,7 +107,8 @@ def read_allenai(
     Warns
     -----
     UserWarning
-        When epoch numbers have a gap (e.g. 0, 1, 3); the files found are read in order.
+        When epoch numbers have a gap (e.g. 0, 1, 3, or 1, 2 without 0: the allenai script
+        numbers epochs from 0); the files found are read in order.
 
     Notes
     -----
@@ -129,7 +130,8 @@ def read_allenai(
     """
     files = _epoch_files(_allenai_folder(Path(path)))
     numbers = [e for e, _ in files]
-    missing = sorted(set(range(numbers[0], numbers[-1] + 1)) - set(numbers))
+    # The allenai script numbers epochs from 0, so a run starting at 1 has lost a file too.
+    missing = sorted(set(range(numbers[-1] + 1)) - set(numbers))
     if missing:
         warnings.warn(
             f"read_allenai: {files[0][1].parent} has no file for epoch(s) {first_few(missing)}; "
@@ -285,7 +287,7 @@ def _parse_epoch_fast(raw: bytes, key: str, *, guid_is_int: bool) -> _Epoch | No
             # which here raised peak RSS by ~100 MB without being faster.
             memory_pool=pa.system_memory_pool(),
         )
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+    except pa.ArrowException:  # e.g. invalid UTF-8 in a guid: the scan names the line
         return None
     n_rows = table.num_rows
     # Blank lines, or two objects on one line, make rows and lines disagree: let the scan judge.
@@ -306,7 +308,10 @@ def _parse_epoch_fast(raw: bytes, key: str, *, guid_is_int: bool) -> _Epoch | No
     gold = gold_col.to_numpy(zero_copy_only=False).astype(np.int64)
     if not np.isfinite(logits).all() or gold.min() < 0 or gold.max() >= num_classes:
         return None
-    guids = guid_col.to_numpy(zero_copy_only=False)
+    try:
+        guids = guid_col.to_numpy(zero_copy_only=False)
+    except pa.ArrowException:  # a string guid that is not UTF-8: the scan names its line
+        return None
     guids = guids.astype(np.int64) if guid_is_int else guids.astype(object)
     if pd.Index(guids).has_duplicates:
         return None
@@ -327,6 +332,8 @@ def _scan_epoch_file(path: Path, raw: bytes, epoch: int) -> _Epoch:
         where = f"{path}, line {lineno}"
         try:
             record = json.loads(line)
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{where}: {_not_utf8(err)}") from None
         except ValueError as err:
             reason = f"{err.msg} at column {err.colno}" if hasattr(err, "colno") else str(err)
             raise ValueError(
@@ -445,6 +452,22 @@ def _as_str(ids: np.ndarray) -> np.ndarray:
 
 def _show(value: Any) -> str:
     return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def _not_utf8(err: UnicodeDecodeError) -> str:
+    return (
+        f"not UTF-8 text (byte 0x{err.object[err.start]:02x} at column {err.start + 1}); "
+        "is this a binary file? Dynamics files are UTF-8 JSON lines."
+    )
+
+
+def _check_regular(path: Path, caller: str) -> None:
+    """Refuse devices, pipes and sockets before opening: /dev/zero never ends, a FIFO blocks."""
+    if path.exists() and not path.is_dir() and not path.is_file():
+        raise ValueError(
+            f"{caller}: {path} is not a regular file or folder (a device, pipe or socket). "
+            "Pass a dynamics file or run folder."
+        )
 
 
 def _clip(value: Any, limit: int = 80) -> str:
@@ -586,9 +609,10 @@ def read_trustai(
     Raises
     ------
     ValueError
-        On a line that is neither JSON nor a Python dict literal, a missing key, a bad value,
-        unequal class counts, a label that changes between steps, or ids recorded a different
-        number of times. The one-line message names the file and the line (or the id).
+        On a line that is not UTF-8 text or is neither JSON nor a Python dict literal, a missing
+        key, a bad value, unequal class counts, a label that changes between steps, or ids
+        recorded a different number of times. The one-line message names the file and the line
+        (or the id).
 
     Notes
     -----
@@ -618,6 +642,7 @@ def _trustai_file(path: Path) -> Path:
         return path
     if not path.exists():
         raise FileNotFoundError(f"read_trustai: {path} does not exist. Expected {_TRUSTAI_LAYOUT}.")
+    _check_regular(path, "read_trustai")
     found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in (".jsonl", ".json"))
     if len(found) != 1:
         raise ValueError(
@@ -629,14 +654,15 @@ def _trustai_file(path: Path) -> Path:
 
 def _parse_trustai_line(text: str) -> dict[str, Any] | None:
     # JSON first; then TrustAI's own trick (single to double quotes); then a Python literal,
-    # which also covers True/False and strings holding an apostrophe.
+    # which also covers True/False and strings holding an apostrophe. Text that parses as JSON
+    # but not as an object (a list, say) is no dict literal either: stop there, as
+    # ast.literal_eval of a 5 MB list costs about 1 GB.
     for parse in (json.loads, lambda s: json.loads(s.replace("'", '"')), ast.literal_eval):
         try:
             record = parse(text)
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             continue
-        if isinstance(record, dict):
-            return record
+        return record if isinstance(record, dict) else None
     return None
 
 
@@ -669,11 +695,16 @@ def _read_trustai(file: Path, class_names: list[str] | None) -> TrainingDynamics
     probs: list[list[float]] = []
     lines: list[int] = []
     num_classes = 0
-    with open(file, encoding="utf-8") as fh:
-        for lineno, text in enumerate(fh, start=1):
-            if not text.strip():
+    # Bytes, decoded line by line, so that a binary file is named with the line it breaks on.
+    with open(file, "rb") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
                 continue
             where = f"{file}, line {lineno}"
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise ValueError(f"{where}: {_not_utf8(err)}") from None
             record = _parse_trustai_line(text.strip())
             if record is None:
                 raise ValueError(
@@ -787,12 +818,15 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     * ``"cartokit"``: a file starting with the zip magic bytes (the ``.npz`` of
       :meth:`TrainingDynamics.save`).
 
+    Detection reads at most the first 64 KiB of a file, whatever its size.
+
     Raises
     ------
     FileNotFoundError
         When ``path`` does not exist.
     ValueError
-        When the format is none of these; the message describes each.
+        When the format is none of these (the message describes each), or when ``path`` is a
+        device, pipe or socket rather than a file or folder.
 
     Examples
     --------
@@ -804,6 +838,7 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"detect_format: {path} does not exist.")
+    _check_regular(path, "detect_format")
     if path.is_dir():
         if _find_epoch_files(path / _ALLENAI_DIR) or _find_epoch_files(path):
             return "allenai"
@@ -828,12 +863,35 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     )
 
 
-def _looks_trustai(file: Path, max_lines: int = 100) -> bool:
-    with open(file, encoding="utf-8", errors="replace") as fh:
-        for text in itertools.islice(fh, max_lines):
-            if text.strip():
-                record = _parse_trustai_line(text.strip())
-                return record is not None and {"id", "label", "probs"} <= record.keys()
+#: Bytes that format detection reads from a file. A TrustAI line is about 20 bytes per class, so
+#: whole lines of up to ~3,000 classes fit; a longer first line is judged by its opening keys.
+_SNIFF_BYTES = 64 * 1024
+#: The start of a TrustAI line: a dict whose keys before the long probability list include
+#: 'id' and 'label' (TrustAI writes id, label, pred_label, correct, loss, probs, label_probs).
+_TRUSTAI_KEY = r"""[{,]\s*["']%s["']\s*:"""
+
+
+def _read_head(file: Path, limit: int = _SNIFF_BYTES) -> bytes:
+    """At most ``limit`` bytes from the start of ``file``: all that detection ever looks at."""
+    with open(file, "rb") as fh:
+        return fh.read(limit)
+
+
+def _looks_trustai(file: Path) -> bool:
+    head = _read_head(file)
+    lines = head.split(b"\n")
+    whole = len(lines) > 1 or len(head) < _SNIFF_BYTES  # the last piece may be cut at the limit
+    for k, line in enumerate(lines):
+        if not line.strip():
+            continue
+        text = line.decode("utf-8", errors="replace").strip()
+        if k < len(lines) - 1 or whole:
+            record = _parse_trustai_line(text)
+            return record is not None and {"id", "label", "probs"} <= record.keys()
+        # One line longer than the sniff: judge by the keys written before the probabilities.
+        return text.startswith("{") and all(
+            re.search(_TRUSTAI_KEY % key, text) for key in ("id", "label", "probs")
+        )
     return False
 
 

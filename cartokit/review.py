@@ -37,12 +37,13 @@ import csv
 import html
 import io
 import os
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -106,19 +107,125 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _repair_tail(path: Path) -> None:
-    """Cut a torn last line (a kill in the middle of a write) so that appends start clean."""
+#: The header line of a log, as :meth:`ReviewSession._append` writes it.
+_HEADER = ",".join(LOG_COLUMNS).encode("utf-8")
+_BOM = b"\xef\xbb\xbf"  # a spreadsheet saving the log as "CSV UTF-8" puts it in front
+_INT = re.compile(r"-?[0-9]+")
+
+
+class _Log(NamedTuple):
+    """A parsed review log: its decision rows and where its complete records end."""
+
+    rows: list[tuple[int, list[str]]]  # (line the row starts on, its fields), header excluded
+    complete: int  # bytes of the file holding complete records
+    torn: bytes  # what follows: a record cut by a kill in mid-write, or b""
+
+
+def _read_log(path: Path) -> _Log:
+    """Parse a review log without changing it; raise one line naming the file for anything else.
+
+    The header is checked on the first bytes, before the rest is read, so that a large file given
+    by mistake is refused at once. Records are parsed by :mod:`csv` on the text itself, not split
+    into lines first: an id may hold a line break (or U+2028, which ``str.splitlines`` breaks on)
+    inside its quotes. The writer ends every record with a newline, so bytes after the last
+    newline, and a quoted field still open at the end of the file, are a torn last record.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(len(_BOM) + len(_HEADER) + 2)
+        bom = len(_BOM) if head.startswith(_BOM) else 0
+        first = head[bom:].split(b"\n", 1)[0].removesuffix(b"\r")
+        if b"\n" not in head and len(first) >= len(b"time,id") and _HEADER.startswith(first):
+            # Only the start of a header: a new log whose first write was cut.
+            return _Log([], 0, head)
+        if first != _HEADER:
+            raise ValueError(
+                f"{path} is not a cartokit review log: it starts with "
+                f"{first[:60].decode('utf-8', 'replace')!r}, not the header "
+                f"{_HEADER.decode()!r}. Give another log_path; this file was not changed."
+            )
+        data = head + fh.read()
+    cut = data.rfind(b"\n") + 1
+    try:
+        text = data[bom:cut].decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: bom + err.start].count(b"\n") + 1
+        raise ValueError(
+            f"{path}, line {line}: not UTF-8 text (byte 0x{err.object[err.start]:02x}); the log "
+            "was damaged or edited with another encoding."
+        ) from None
+    consumed = 0
+
+    def lines() -> Any:
+        nonlocal consumed
+        for line in io.StringIO(text, newline=""):
+            consumed += len(line)
+            yield line
+
+    reader = csv.reader(lines(), strict=True)
+    rows: list[tuple[int, list[str]]] = []
+    complete = cut
+    while True:
+        start, start_line = consumed, reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as err:
+            if consumed == len(text) and "unexpected end of data" in str(err):
+                complete = bom + len(text[:start].encode("utf-8"))
+                break
+            raise ValueError(
+                f"{path}, line {reader.line_num}: not a CSV record ({err}); the log was damaged "
+                "or edited by hand. Fix or delete that line."
+            ) from None
+        if row:  # a blank line, e.g. left by an editor, holds no decision
+            rows.append((start_line, row))
+    return _Log(rows[1:], complete, data[complete:])
+
+
+def _decisions_of(path: Path, log: _Log) -> pd.DataFrame:
+    """The log's rows as a table, each field checked; errors name the file and the line."""
+    for line, row in log.rows:
+        where = f"{path}, line {line}"
+        if len(row) != len(LOG_COLUMNS):
+            raise ValueError(
+                f"{where}: {len(row)} fields, expected {len(LOG_COLUMNS)} "
+                f"({','.join(LOG_COLUMNS)}); the line was edited or is not from a review log."
+            )
+        record = dict(zip(LOG_COLUMNS, row, strict=True))
+        if record["decision"] not in DECISIONS:
+            raise ValueError(
+                f"{where}: decision {record['decision']!r}; expected one of {list(DECISIONS)}."
+            )
+        for column in ("label", "new_label"):
+            value = record[column]
+            if not _INT.fullmatch(value) and not (column == "new_label" and value == ""):
+                raise ValueError(
+                    f"{where}: {column} {value!r} is not a class index (an integer"
+                    f"{', or empty' if column == 'new_label' else ''})."
+                )
+    table = pd.DataFrame([row for _, row in log.rows], columns=list(LOG_COLUMNS), dtype=object)
+    for column in ("label", "new_label"):
+        table[column] = pd.array(
+            [int(v) if v != "" else None for v in table[column]], dtype="Int64"
+        )
+    return table
+
+
+def _repair_tail(path: Path, log: _Log) -> None:
+    """Cut a torn last record (a kill in the middle of a write) so that appends start clean.
+
+    Called only on a file that :func:`_read_log` parsed as a review log.
+    """
+    if not log.torn:
+        return
     with open(path, "rb+") as fh:
-        data = fh.read()
-        if not data or data.endswith(b"\n"):
-            return
-        keep = data.rfind(b"\n") + 1
-        fh.truncate(keep)
+        fh.truncate(log.complete)
         fh.flush()
         os.fsync(fh.fileno())
     warnings.warn(
         f"The review log {path} ended in an incomplete line (the process died while writing "
-        f"it); dropped it: {data[keep:].decode('utf-8', 'replace')!r}.",
+        f"it); dropped it: {log.torn.decode('utf-8', 'replace')!r}.",
         UserWarning,
         stacklevel=3,
     )
@@ -138,32 +245,24 @@ def read_decisions(path: str | os.PathLike[str], *, latest: bool = True) -> pd.D
     -------
     pandas.DataFrame
         Columns :data:`LOG_COLUMNS`; ``id`` and ``split`` as text, ``label`` and ``new_label``
-        as nullable integers. An incomplete last line (from a kill while writing) is left out.
+        as nullable integers. An incomplete last record (from a kill while writing) is left out;
+        the file is never changed.
+
+    Raises
+    ------
+    FileNotFoundError
+        When there is no file at ``path``.
+    ValueError
+        When the file is not a review log (its first line is not the header), is not UTF-8 text,
+        or has a row with the wrong number of fields, an unknown decision or a label that is not
+        an integer. The one-line message names the file and the line.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No review log at {path}.")
-    text = path.read_text(encoding="utf-8")
-    lines = text.splitlines(keepends=True)
-    if lines and not lines[-1].endswith("\n"):
-        lines = lines[:-1]  # torn by a kill mid-write: never a finished decision
-    rows = list(csv.reader(lines))
-    if not rows:
+    if path.stat().st_size == 0:
         return pd.DataFrame(columns=list(LOG_COLUMNS))
-    if tuple(rows[0]) != LOG_COLUMNS:
-        raise ValueError(
-            f"{path} is not a cartokit review log: its header is {rows[0]}, expected "
-            f"{list(LOG_COLUMNS)}."
-        )
-    table = pd.DataFrame(rows[1:], columns=list(LOG_COLUMNS), dtype=object)
-    bad = ~table["decision"].isin(DECISIONS)
-    if bad.any():
-        raise ValueError(
-            f"{path}: rows {first_few(list(np.flatnonzero(bad) + 2))} hold decisions "
-            f"{first_few(list(table.loc[bad, 'decision']))}; expected one of {list(DECISIONS)}."
-        )
-    for column in ("label", "new_label"):
-        table[column] = pd.to_numeric(table[column].replace("", None)).astype("Int64")
+    table = _decisions_of(path, _read_log(path))
     if latest:
         table = table.drop_duplicates("id", keep="last").reset_index(drop=True)
     return table
@@ -456,9 +555,18 @@ class ReviewSession:
                 )
         self.log_path = Path(log_path)
         self._decided: dict[str, dict[str, Any]] = {}
+        if self.log_path.exists() and not self.log_path.is_file():
+            raise ValueError(
+                f"{caller}: the log_path {self.log_path} is not a regular file. Give the path of "
+                "a review log (CSV) to create or resume."
+            )
         if self.log_path.exists() and self.log_path.stat().st_size > 0:
-            _repair_tail(self.log_path)
-            for row in read_decisions(self.log_path).to_dict("records"):
+            # Parsed (and so checked to be a review log) before anything is cut from it.
+            log = _read_log(self.log_path)
+            table = _decisions_of(self.log_path, log)
+            _repair_tail(self.log_path, log)
+            table = table.drop_duplicates("id", keep="last")
+            for row in table.to_dict("records"):
                 self._decided[row["id"]] = row
         self.position = self._next_undecided(0)
 
@@ -574,7 +682,7 @@ class ReviewSession:
         elif new_label is not None:
             raise ValueError(f"{caller}: new_label goes with 'relabel' only; got {decision!r}.")
         row = {
-            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "time": datetime.now(UTC).isoformat(timespec="seconds"),
             "id": _key(sample_id),
             "split": split.name,
             "decision": decision,
@@ -612,11 +720,14 @@ class ReviewSession:
         path = self.log_path
         path.parent.mkdir(parents=True, exist_ok=True)
         new = not path.exists() or path.stat().st_size == 0
+        values = [row[c] for c in LOG_COLUMNS]
+        # csv quotes a field holding "\n" but not one holding a lone "\r", which readers take
+        # for a line break: quote every field of such a row.
+        quoting = csv.QUOTE_ALL if any("\r" in str(v) for v in values) else csv.QUOTE_MINIMAL
         with open(path, "a", encoding="utf-8", newline="") as fh:
-            writer = csv.writer(fh, lineterminator="\n")
             if new:
-                writer.writerow(LOG_COLUMNS)
-            writer.writerow([row[c] for c in LOG_COLUMNS])
+                csv.writer(fh, lineterminator="\n").writerow(LOG_COLUMNS)
+            csv.writer(fh, lineterminator="\n", quoting=quoting).writerow(values)
             fh.flush()
             os.fsync(fh.fileno())
         if new:

@@ -19,17 +19,17 @@ Recording modes
     cost of one inference pass (about a third of a training epoch) per checkpoint. It is also
     the only way to get sub-epoch checkpoints in the map (``eval_every < 1``).
 
-What recording costs, as the time of an epoch with recording over the same loop without it
-(``bench/recording_overhead.py``: 2 shared CPU cores, one torch thread, medians of interleaved
-runs):
+What recording costs, as the time of an epoch with recording over the same loop without it,
+measured by ``python bench/recording_overhead.py`` (2 shared CPU cores, one torch thread, medians
+of interleaved runs; the same figures are in the README's Performance table):
 
-* the small MLP on digits (1,437 samples, batch 64, 13 ms an epoch), the worst case: train
-  pass 1.13, eval pass 1.19;
-* fine-tuning all-MiniLM-L6-v2 at batch 32 (4.3 s an epoch of 96 snippets): train pass within
-  the noise (0.97-1.02), eval pass 1.29 by CPU time.
+* the small MLP on digits (1,437 samples, batch 64, 11.4 ms an epoch unrecorded), the worst
+  case: train pass 1.09, eval pass 1.17;
+* fine-tuning all-MiniLM-L6-v2 at batch 32 (2.9 s an epoch of 96 snippets unrecorded): train
+  pass 0.97 (within the noise), eval pass 1.24.
 
-Recording costs about 1.5 ms per epoch of 1,437 samples whatever the model, so its share
-vanishes as the model grows; the eval pass costs a forward pass over the training set.
+Recording costs about 1 ms per epoch of 1,437 samples (0.09 x 11.4 ms) whatever the model, so
+its share vanishes as the model grows; the eval pass costs a forward pass over the training set.
 
 Examples
 --------
@@ -543,12 +543,55 @@ def _save(path: Path, state: dict[str, Any]) -> None:
 
 
 def _load(path: Path, config: dict[str, Any], *, caller: str) -> dict[str, Any]:
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if state.get("version", 0) > _CHECKPOINT_VERSION:
+    """The state saved by :func:`_save`, or one line saying why ``path`` is not one.
+
+    Only ``weights_only`` loading is ever used: a checkpoint holds tensors, numbers, strings and
+    containers, and a file holding anything else is refused, not retried unsafely.
+    """
+    not_ours = f"{caller}(resume=True): {path} is not a cartokit checkpoint"
+    fix = "Delete it, or give another checkpoint_dir, to start afresh."
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a damaged file fails in any of a dozen ways, none worth a traceback
+        # torch's own message suggests weights_only=False, which would run code from the file:
+        # never pass that on.
+        if "Weights only load failed" in str(err):
+            raise ValueError(
+                f"{not_ours}: it holds Python objects that fit never saves, and loading them "
+                f"could run code; it was not loaded. {fix}"
+            ) from None
+        reason = str(err).strip().split("\n")[0].split(". ")[0][:100]
         raise ValueError(
-            f"{caller}: the checkpoint {path} has version {state['version']}, newer than this "
+            f"{not_ours}: it is truncated or corrupt ({type(err).__name__}"
+            f"{': ' + reason if reason else ''}). {fix}"
+        ) from None
+    kinds = {
+        "version": int,
+        "config": dict,
+        "epoch": int,
+        "step": int,
+        "global_step": int,
+        "model": dict,
+        "optimizer": dict,
+        "rng": torch.Tensor,
+        "cuda_rng": list,
+        "running": torch.Tensor,
+        "history": list,
+    }
+    if not isinstance(state, dict):
+        raise ValueError(f"{not_ours}: it holds a {type(state).__name__}, not a dict. {fix}")
+    # The version first: a newer cartokit may save other entries.
+    version = state.get("version")
+    if isinstance(version, int) and version > _CHECKPOINT_VERSION:
+        raise ValueError(
+            f"{caller}: the checkpoint {path} has version {version}, newer than this "
             "cartokit understands; upgrade cartokit."
         )
+    wrong = [k for k, kind in kinds.items() if not isinstance(state.get(k), kind)]
+    if "recorder" not in state or not isinstance(state["recorder"], (dict, type(None))):
+        wrong.append("recorder")
+    if wrong:
+        raise ValueError(f"{not_ours}: its entries {wrong} are missing or of the wrong type. {fix}")
     for key, value in config.items():
         if state["config"].get(key) != value:
             raise ValueError(

@@ -387,7 +387,9 @@ def test_save_load_round_trip_unicode_ids_probs_and_missing(tmp_path):
     dyn = TrainingDynamics.from_logits(
         logits, labels, ids=ids, class_names=["α", "β", "γ"], store_probs=True
     )
+    # A sample not seen at a checkpoint, as the recorder writes it: NaN everywhere, pred -1.
     dyn.gold_prob[1, 2] = dyn.margin[1, 2] = dyn.sq_error[1, 2] = np.nan
+    dyn.probs[1, 2] = np.nan
     dyn.pred[1, 2] = -1
     back = TrainingDynamics.load(dyn.save(str(tmp_path / "d.npz")))
     _assert_same_dynamics(back, dyn)
