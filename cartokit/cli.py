@@ -7,6 +7,9 @@ and ``cartokit select`` stay fast.
 from __future__ import annotations
 
 import argparse
+import csv
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,11 +49,35 @@ class CliError(Exception):
     """An error to print as one line, with a non-zero exit."""
 
 
+def _input_files(path: str) -> list[Path]:
+    """The files an input path stands for: itself, or the signal files of a run folder."""
+    p = Path(path)
+    if not p.is_dir():
+        return [p]
+    folders = [d for d in (p, p / "training_dynamics") if d.is_dir()]
+    return [f for d in folders for f in d.iterdir() if f.suffix in (".jsonl", ".json")]
+
+
+def _check_output(output: str, inputs: list[Path]) -> None:
+    """Refuse, before any work, an output path that writing would destroy or cannot take."""
+    from cartokit._validation import check_output_file
+
+    target = check_output_file(output)
+    if target.exists():
+        for source in inputs:
+            if source.exists() and os.path.samefile(target, source):
+                raise CliError(
+                    f"the output {output} is the input {source}; writing it would replace the "
+                    "input. Choose another -o file."
+                )
+
+
 def _cmd_metrics(args: argparse.Namespace) -> None:
     from cartokit.io import read_dynamics, write_metrics_csv
     from cartokit.metrics import compute_metrics
     from cartokit.regions import Thresholds, assign_regions, region_counts
 
+    _check_output(args.output, _input_files(args.input))
     dyn = read_dynamics(args.input, format=args.format)
     metrics = compute_metrics(dyn, burn_in=args.burn_in)
     write_metrics_csv(metrics, args.output)
@@ -63,6 +90,46 @@ def _cmd_metrics(args: argparse.Namespace) -> None:
     )
 
 
+#: Columns of a metrics table (compute_metrics) that hold numbers.
+_NUMERIC_COLUMNS = (
+    "confidence",
+    "variability",
+    "correctness",
+    "forgetting",
+    "learned_events",
+    "first_learned_epoch",
+    "min_prob",
+    "max_prob",
+    "aum",
+    "el2n",
+    "aleatoric",
+    "threshold_closeness",
+    "predicted_label",
+    "num_observed",
+)
+
+
+def _csv_rows(p: Path):  # noqa: ANN202 - yields (line number, fields)
+    """The data rows of a CSV file as pandas reads them (blank lines skipped), with the line each
+    ends on."""
+    with open(p, newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        next(reader, None)  # the header
+        for row in reader:
+            if row:
+                yield reader.line_num, row
+
+
+def _check_complete_rows(p: Path, num_fields: int) -> None:
+    for line, row in _csv_rows(p):
+        if len(row) != num_fields:
+            raise CliError(
+                f"{p} line {line} has {len(row)} field{'s' if len(row) != 1 else ''} where its "
+                f"header has {num_fields}; the file is incomplete (cut short?). Write it again "
+                "with 'cartokit metrics'."
+            )
+
+
 def _read_metrics_csv(path: str):  # noqa: ANN202 - pandas is imported lazily
     import pandas as pd
 
@@ -71,7 +138,12 @@ def _read_metrics_csv(path: str):  # noqa: ANN202 - pandas is imported lazily
         raise CliError(f"no metrics file at {p}; write one with 'cartokit metrics INPUT -o {p}'")
     try:
         table = pd.read_csv(p)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+    except pd.errors.ParserError as err:  # a row with too many fields: say which, plainly
+        with open(p, newline="", encoding="utf-8") as fh:
+            header = next(csv.reader(fh), [])
+        _check_complete_rows(p, len(header))
+        raise CliError(f"{p} is not a readable CSV file: {' '.join(str(err).split())}") from None
+    except (pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise CliError(f"{p} is not a readable CSV file: {err}") from None
     needed = {"id", "label", "confidence", "variability"}
     missing = sorted(needed - set(table.columns))
@@ -80,6 +152,20 @@ def _read_metrics_csv(path: str):  # noqa: ANN202 - pandas is imported lazily
             f"{p} lacks the column(s) {missing} of a cartokit metrics table; "
             "write one with 'cartokit metrics'"
         )
+    # pandas fills the fields missing from a short row (a file cut mid-row) with NaN, so only
+    # a NaN in the last column calls for reading the rows again to find one
+    if len(table) and table.iloc[:, -1].isna().any():
+        _check_complete_rows(p, len(table.columns))
+    for column in _NUMERIC_COLUMNS:
+        if column in table.columns and not pd.api.types.is_numeric_dtype(table[column]):
+            numbers = pd.to_numeric(table[column], errors="coerce")
+            position = int((numbers.isna() & table[column].notna()).to_numpy().argmax())
+            index = table.columns.get_loc(column)
+            line, row = next(item for i, item in enumerate(_csv_rows(p)) if i == position)
+            raise CliError(
+                f"{p} line {line}: the {column!r} column holds {row[index]!r}, which is not a "
+                "number. Write the table again with 'cartokit metrics'."
+            )
     return table.set_index("id")
 
 
@@ -88,6 +174,7 @@ def _cmd_select(args: argparse.Namespace) -> None:
     from cartokit.regions import Thresholds
     from cartokit.selection import select, select_mixture
 
+    _check_output(args.output, [Path(args.metrics)])
     metrics = _read_metrics_csv(args.metrics)
     thresholds = Thresholds(
         ambiguous_variability=args.ambiguous_variability,
@@ -236,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="train on scikit-learn's digits while recording, and write a data map",
         description="Train a small MLP on scikit-learn's bundled digits with some labels "
         "flipped, record its training dynamics, and write metrics.csv, dynamics.npz and "
-        "data_map.png to the output folder.",
+        "data_map.png to the output folder, which must be new, empty or an earlier demo's.",
     )
     d.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     d.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
@@ -251,8 +338,13 @@ def build_parser() -> argparse.ArgumentParser:
         "04_retrain in order with papermill, passing the run folder along. The run folder gets "
         "the executed notebooks, the dynamics, the metrics, the figures, results.csv and "
         "report.md. Parameters: the notebooks' defaults (sized for CI), then --preset or "
-        "--config, then each -p. A failed or interrupted run leaves an earlier run in the "
-        "folder untouched, and keeps its own outputs in OUT.failed.",
+        "--config, then each -p. OUT must be new, empty, or a run folder that cartokit wrote "
+        "(its run.json says so); any other folder is refused before anything runs, since a "
+        "run replaces the whole folder. A failed run, or one stopped by Ctrl-C or SIGTERM, "
+        "leaves an earlier run in OUT untouched and keeps its own outputs in OUT.failed. A run "
+        "killed with kill -9 (SIGKILL) cannot clean up: OUT keeps the earlier run, no "
+        "OUT.failed is written, and its outputs stay in the hidden folder .OUT.partial-PID "
+        "beside OUT until the next run into OUT removes it.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -277,7 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run one study per combination of the grid's scalar parameters (datasets x "
         "models x ...); list parameters (selectors, fractions, seeds) are crossed inside each "
         "study. Writes OUT/jobs/<job>/, OUT/results.csv, OUT/jobs.csv and OUT/summary.md. "
-        "Finished jobs are skipped when the grid runs again; failed ones are retried.",
+        "Finished jobs are skipped when the grid runs again; failed ones are retried. OUT must "
+        "be new, empty, or a grid folder that cartokit wrote.",
         epilog=GRID_EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -298,13 +391,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as err:
         print(f"cartokit {args.command}: error: {err}", file=sys.stderr)
         return 1
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as err:
+    except (ValueError, TypeError, RuntimeError) as err:
         message = " ".join(str(err).split())
         print(f"cartokit {args.command}: error: {message}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"cartokit {args.command}: interrupted; no output was written", file=sys.stderr)
-        return 130
+    except OSError as err:  # a file that cannot be read or written: its path and the reason
+        if err.filename is not None and err.strerror:
+            where = f"{err.filename} -> {err.filename2}" if err.filename2 else err.filename
+            message = f"{where}: {err.strerror}"
+        else:  # cartokit's own FileNotFoundError sentences
+            message = str(err)
+        print(f"cartokit {args.command}: error: {' '.join(message.split())}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as err:
+        # a run or grid has already said where its partial outputs are; the others write
+        # nothing until they finish
+        stopped = str(err) if getattr(err, "signum", None) is not None else "interrupted"
+        done = "" if args.command in ("run", "grid", "demo") else "; no output was written"
+        print(f"cartokit {args.command}: {stopped}{done}", file=sys.stderr)
+        return 128 + getattr(err, "signum", signal.SIGINT)
     return 0
 
 

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 
-from cartokit._validation import check_int
+from cartokit._validation import check_int, check_output_folder, write_marker
 
 __all__ = ["run_demo"]
 
@@ -32,6 +31,10 @@ def run_demo(
     """Train on digits while recording, then write the dynamics, metrics and data map.
 
     Returns a summary dict (region counts, accuracy, where the flipped labels landed, paths).
+
+    ``out`` must be new, empty, or a folder an earlier demo wrote (its ``run.json`` says so): the
+    demo replaces its three files there, and refuses any other folder, which may hold other work,
+    before training starts.
     """
     import torch
     from sklearn.datasets import load_digits
@@ -45,9 +48,18 @@ def run_demo(
     from cartokit.regions import Thresholds, assign_regions, region_counts
 
     epochs = check_int("epochs", epochs, caller="run_demo", minimum=2)
+    seed = check_int("seed", seed, caller="run_demo", minimum=0)
+    if seed > 2**32 - 1:  # scikit-learn's split takes seeds below 2**32
+        raise ValueError(
+            f"The 'seed' parameter of run_demo must be an int in the range [0, 2**32 - 1]. "
+            f"Got {seed} instead."
+        )
     if not 0.0 <= noise < 1.0:
-        raise ValueError(f"The 'noise' parameter of run_demo must be in [0, 1). Got {noise}.")
-    out = Path(out)
+        raise ValueError(
+            "The 'noise' parameter of run_demo must be a float in the range [0, 1). "
+            f"Got {noise} instead."
+        )
+    out = check_output_folder(out, written_by="cartokit demo")
     started = time.perf_counter()
 
     # Data: 8x8 digit images scaled to [0, 1]; a stratified 80/20 split.
@@ -94,6 +106,8 @@ def run_demo(
     counts = region_counts(metrics["region"])
 
     out.mkdir(parents=True, exist_ok=True)
+    # the marker first: a demo stopped half way still leaves a folder the next demo may replace
+    write_marker(out, "cartokit demo", epochs=epochs, noise=noise, seed=seed)
     dyn.save(out / "dynamics.npz")
     write_metrics_csv(metrics, out / "metrics.csv")
     plot_data_map(

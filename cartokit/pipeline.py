@@ -25,21 +25,24 @@ The run folder
 ``params.json``, ``dynamics.npz``, ``metrics.csv``, ``history.csv``, ``model.pt`` (01);
 ``thresholds.json``, ``figures/data_map.png``, ``human_*.csv`` (02; ``metrics.csv`` gains a
 ``region`` column); ``subsets.csv`` (03); ``results.csv``, ``results.md``, ``figures/*.png``,
-``report.md`` (04); ``notebooks/*.ipynb`` (the executed copies) and ``run.json`` (timings),
-from ``cartokit run``.
+``report.md`` (04); ``notebooks/*.ipynb`` (the executed copies) and ``run.json`` (parameters
+and timings, and the marker that lets a later run replace the folder), from ``cartokit run``.
 """
 
 from __future__ import annotations
 
 import ast
 import difflib
+import glob
 import hashlib
 import inspect
 import json
 import numbers
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -51,7 +54,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from cartokit._validation import atomic_write
+from cartokit._validation import (
+    atomic_write,
+    check_output_folder,
+    marker_kind,
+    write_marker,
+)
 from cartokit.data import DATASETS, HUB_DATASETS, DataBundle, Split, add_label_noise, load_dataset
 from cartokit.data import subsample as _subsample
 from cartokit.regions import REGIONS, Thresholds, assign_regions, region_counts
@@ -76,6 +84,7 @@ __all__ = [
     "Run",
     "RunError",
     "SUBSET_SELECTORS",
+    "Terminated",
     "Subset",
     "TEXT_DATASETS",
     "above_chance",
@@ -1199,7 +1208,8 @@ def plot_human_scores(
     score as overlaid histograms. ``None`` without a ``human_score`` column."""
     if "human_score" not in metrics:
         return None
-    from cartokit.plot import _REGION_COLORS, _check_path, _Figure, _save
+    from cartokit._style import REGION_COLORS
+    from cartokit.plot import _check_path, _Figure, _save
 
     target = _check_path(path, caller="plot_human_scores")
     regions = metrics["region"] if "region" in metrics else assign_regions(metrics, thresholds)
@@ -1215,7 +1225,7 @@ def plot_human_scores(
         showfliers=False,
     )
     for patch, i in zip(boxes["boxes"], shown):
-        patch.set_facecolor(_REGION_COLORS[REGIONS[i]])
+        patch.set_facecolor(REGION_COLORS[REGIONS[i]])
         patch.set_alpha(0.6)
     box_ax.set_ylabel("|human score|  (0 neutral, 4 clear-cut)")
     box_ax.set_title("Human score magnitude per region")
@@ -1227,7 +1237,7 @@ def plot_human_scores(
             density=True,
             histtype="step",
             linewidth=1.8,
-            color=_REGION_COLORS[REGIONS[i]],
+            color=REGION_COLORS[REGIONS[i]],
             label=REGIONS[i],
         )
     hist_ax.set_xlabel("human score")
@@ -1489,7 +1499,8 @@ def plot_results(
     path: str | os.PathLike[str] | None = None,
 ) -> Figure:
     """Bars of ``metric`` per subset, one per evaluation split, with the std over seeds."""
-    from cartokit.plot import _PALETTE, _check_path, _Figure, _save
+    from cartokit._style import CLASS_COLORS
+    from cartokit.plot import _check_path, _Figure, _save
 
     target = _check_path(path, caller="plot_results")
     table = results_table(results, metric=metric)
@@ -1505,7 +1516,7 @@ def plot_results(
             width,
             yerr=100 * table[f"{split} std"].fillna(0),
             capsize=2,
-            color=_PALETTE[i % len(_PALETTE)],
+            color=CLASS_COLORS[i % len(CLASS_COLORS)],
             label=f"{split} ({'ID' if split == 'test' else 'OOD'})",
         )
     ax.set_xticks(x, table.index, rotation=35, ha="right")
@@ -1531,7 +1542,8 @@ def plot_fraction_curve(
     ``selector`` defaults to the one retrained at the most fractions (``"ambiguous"`` on a
     tie). ``None`` (with a note) when ``selector`` has no subsets in ``results``.
     """
-    from cartokit.plot import _PALETTE, _check_path, _Figure, _save
+    from cartokit._style import CLASS_COLORS
+    from cartokit.plot import _check_path, _Figure, _save
 
     target = _check_path(path, caller="plot_fraction_curve")
     if selector is None:
@@ -1548,7 +1560,7 @@ def plot_fraction_curve(
     fig = _Figure(figsize=(6.4, 4.2), layout="constrained")
     ax = fig.add_subplot()
     for i, split in enumerate(pd.unique(results["split"])):
-        color = _PALETTE[i % len(_PALETTE)]
+        color = CLASS_COLORS[i % len(CLASS_COLORS)]
         stats = (
             chosen[chosen["split"] == split]
             .groupby("fraction")[metric]
@@ -1819,17 +1831,156 @@ def _failure_message(err: BaseException) -> str:
     return f"with {type(err).__name__}: {' '.join(str(err).split())}"
 
 
+class Terminated(KeyboardInterrupt):
+    """A run stopped by SIGTERM: handled like Ctrl-C, so its outputs go to ``<out>.failed``."""
+
+    def __init__(self, signum: int = signal.SIGTERM):
+        self.signum = signum
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+
+
+def _in_main_thread() -> bool:
+    # Python runs signal handlers in the main thread only, and only it may install them
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While a run is in progress, SIGTERM raises :class:`Terminated` (a KeyboardInterrupt)."""
+    if not _in_main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise Terminated(signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back for a few renames, then deliver them."""
+    if not _in_main_thread():
+        yield
+        return
+    pending: list[int] = []
+    names = (signal.SIGINT, signal.SIGTERM)
+    saved = {sig: signal.signal(sig, lambda signum, frame: pending.append(signum)) for sig in names}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        if pending:
+            signal.raise_signal(pending[0])
+
+
 def _swap_in(staged: Path, out: Path) -> None:
-    """Replace ``out`` by ``staged`` with renames (same folder): ``out`` is never half written."""
+    """Replace ``out`` by ``staged`` with renames (same folder): ``out`` is never half written.
+
+    ``out`` must be empty or a cartokit run folder (:func:`_check_run_folder`). Ctrl-C or SIGTERM
+    between the two renames waits for the second; a kill -9 there leaves the earlier run in
+    ``.<out>.old-<pid>``, which the next run into ``out`` moves back (:func:`_clean_leftovers`).
+    """
     if out.exists():
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
         if old.exists():
             shutil.rmtree(old)
-        out.rename(old)
-        staged.rename(out)
+        with _signals_deferred():
+            out.rename(old)
+            staged.rename(out)
         shutil.rmtree(old, ignore_errors=True)
     else:
         staged.rename(out)
+
+
+def _is_run_leftover(folder: Path) -> bool:
+    """Whether ``folder`` (named as a failed, partial or moved-aside run) is a run's: it has the
+    run marker, or (a run from before the marker) nothing but a run's executed notebooks in
+    ``notebooks/``, or no files at all."""
+    if not folder.is_dir():
+        return False
+    if marker_kind(folder) == "cartokit run":
+        return True
+    executed = folder / "notebooks"
+    copies = {f"{name}.ipynb" for name in NOTEBOOKS}
+    if executed.is_dir() and {p.name for p in executed.iterdir()} <= copies:
+        return any(executed.iterdir()) or not any(p.is_file() for p in folder.rglob("*"))
+    return False
+
+
+def _check_run_folder(out: Path, *, option: str = "--out") -> None:
+    """Refuse, before any work, a run folder whose replacement could lose someone's files."""
+    cwd = Path.cwd().resolve()
+    if out == cwd or out in cwd.parents:
+        raise ValueError(
+            f"cartokit run replaces its output folder, and {out} holds the working directory; "
+            f"choose another {option}."
+        )
+    check_output_folder(out, written_by="cartokit run", option=option)
+    failed = out.with_name(f"{out.name}.failed")
+    if failed.exists() and not _is_run_leftover(failed):
+        raise ValueError(
+            f"cartokit run keeps a failed run's outputs in {failed}, which exists and was not "
+            f"written by cartokit run; move it away or choose another {option}."
+        )
+
+
+def _is_legacy_grid(folder: Path) -> bool:
+    """A grid folder from before grids wrote a marker: only a grid's tables and its jobs' runs."""
+    if not folder.is_dir() or marker_kind(folder) is not None:
+        return False
+    entries = {p.name for p in folder.iterdir()}
+    jobs = folder / "jobs"
+    return (
+        "jobs.csv" in entries
+        and entries <= {"jobs", "jobs.csv", "results.csv", "summary.md"}
+        and (not jobs.exists() or all(_is_run_leftover(job) for job in jobs.iterdir()))
+    )
+
+
+def _process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+def _clean_leftovers(out: Path, say: Callable[[str], None]) -> None:
+    """Tidy up after earlier runs into ``out`` that were killed (kill -9, a power cut).
+
+    Their ``.<out>.partial-<pid>`` folders are removed, and an earlier run that ``_swap_in`` had
+    moved aside to ``.<out>.old-<pid>`` is put back when ``out`` is missing; only for processes
+    that are gone, and only folders that hold what a run writes.
+    """
+    removed, restored = [], None
+    for kind in ("partial", "old"):
+        for path in sorted(out.parent.glob(f".{glob.escape(out.name)}.{kind}-*")):
+            pid = path.name.rsplit("-", 1)[1]
+            if not pid.isdigit() or int(pid) <= 0 or int(pid) == os.getpid():
+                continue
+            if not _process_gone(int(pid)) or not _is_run_leftover(path):
+                continue
+            if kind == "old" and not out.exists() and marker_kind(path) == "cartokit run":
+                path.rename(out)
+                restored = path.name
+            else:
+                shutil.rmtree(path)
+                removed.append(path.name)
+    if restored:
+        say(f"restored the earlier run {out} from {restored}, left by a killed run")
+    if removed:
+        say(
+            f"removed {len(removed)} folder(s) left in {out.parent} by killed runs into "
+            f"{out.name}: {', '.join(removed)}"
+        )
 
 
 def run_study(
@@ -1849,60 +2000,76 @@ def run_study(
     ``overrides`` (:func:`resolve_params`), and are checked before any notebook starts. Each
     notebook gets the parameters its ``parameters`` cell declares, and ``run_dir``.
 
-    The notebooks write into a temporary folder beside ``out``, which replaces ``out`` only when
-    all four succeed, so a failed or interrupted run never overwrites an earlier run's outputs.
-    A failed run's folder is kept as ``<out>.failed``, with the executed notebooks, until a run
-    into ``out`` succeeds.
+    ``out`` must be new, empty, or a run folder that cartokit wrote (its ``run.json`` says so);
+    any other folder may hold other work and is refused before anything runs. The notebooks
+    write into a hidden folder ``.<out>.partial-<pid>`` beside ``out``, which replaces ``out``
+    only when all four succeed, so a failed or interrupted run never overwrites an earlier run's
+    outputs. A failed run's folder, or one stopped by Ctrl-C or SIGTERM, is kept as
+    ``<out>.failed``, with the executed notebooks, until a run into ``out`` succeeds.
+
+    A run killed by SIGKILL (``kill -9``, the out-of-memory killer) or a power cut can do none
+    of this: ``out`` keeps the earlier run, no ``<out>.failed`` is written, and the killed run's
+    outputs stay in ``.<out>.partial-<pid>`` until the next run into ``out`` removes that folder
+    (and says so).
 
     Raises
     ------
+    ValueError
+        If ``out`` is a file, or a folder that cartokit did not write, or a parameter is bad.
     RunError
         If a notebook fails; the message names it, the cell and the error, and where its
         executed copy is.
+    Terminated
+        On SIGTERM (a KeyboardInterrupt, as is Ctrl-C), after moving the outputs to
+        ``<out>.failed``.
     """
     say = log or (lambda message: print(message, file=sys.stderr, flush=True))
+    out = Path(out).resolve()
+    _check_run_folder(out)
     params = resolve_params(
         preset=preset, config=config, overrides=overrides, notebooks_dir=notebooks_dir
     )
     sources = find_notebooks(notebooks_dir)
     declared = {name: read_parameters_cell(path) for name, path in sources.items()}
     kernel = kernel or default_kernel()
-    out = Path(out).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
+    _clean_leftovers(out, say)
     staged = out.with_name(f".{out.name}.partial-{os.getpid()}")
     if staged.exists():
         shutil.rmtree(staged)
     (staged / "notebooks").mkdir(parents=True)
+    # marked from the start, so that what a killed run leaves is known to be a run's
+    write_marker(staged, "cartokit run", finished=None)
     timings: list[dict[str, Any]] = []
     started = time.perf_counter()
     name = NOTEBOOKS[0]
     try:
-        for step, name in enumerate(NOTEBOOKS, 1):
-            wanted = {k: v for k, v in params.items() if k in declared[name]}
-            wanted["run_dir"] = str(staged)
-            say(f"[{step}/{len(NOTEBOOKS)}] {name}.ipynb")
-            tick = time.perf_counter()
-            _execute_notebook(
-                sources[name],
-                staged / "notebooks" / f"{name}.ipynb",
-                wanted,
+        with _sigterm_as_interrupt():
+            for step, name in enumerate(NOTEBOOKS, 1):
+                wanted = {k: v for k, v in params.items() if k in declared[name]}
+                wanted["run_dir"] = str(staged)
+                say(f"[{step}/{len(NOTEBOOKS)}] {name}.ipynb")
+                tick = time.perf_counter()
+                _execute_notebook(
+                    sources[name],
+                    staged / "notebooks" / f"{name}.ipynb",
+                    wanted,
+                    kernel=kernel,
+                    cwd=staged,
+                    progress=progress,
+                )
+                timings.append({"name": name, "seconds": round(time.perf_counter() - tick, 1)})
+                say(f"      done in {timings[-1]['seconds']:.1f} s")
+            write_marker(
+                staged,
+                "cartokit run",
+                params=params,
+                notebooks=timings,
+                seconds=round(time.perf_counter() - started, 1),
                 kernel=kernel,
-                cwd=staged,
-                progress=progress,
+                finished=time.strftime("%Y-%m-%d %H:%M:%S"),
             )
-            timings.append({"name": name, "seconds": round(time.perf_counter() - tick, 1)})
-            say(f"      done in {timings[-1]['seconds']:.1f} s")
-        _write_json(
-            staged / "run.json",
-            {
-                "params": params,
-                "notebooks": timings,
-                "seconds": round(time.perf_counter() - started, 1),
-                "kernel": kernel,
-                "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-            },
-        )
-        write_report(staged)
+            write_report(staged)
     except BaseException as err:
         failed = out.with_name(f"{out.name}.failed")
         if failed.exists():
@@ -1910,8 +2077,9 @@ def run_study(
         staged.rename(failed)
         executed = failed / "notebooks" / f"{name}.ipynb"
         kept = f"{out} was left as it was" if out.exists() else f"nothing was written to {out}"
-        if not isinstance(err, Exception):  # KeyboardInterrupt, SystemExit
-            say(f"interrupted during {name}.ipynb; partial outputs in {failed}; {kept}")
+        if not isinstance(err, Exception):  # KeyboardInterrupt, Terminated, SystemExit
+            how = str(err) if isinstance(err, Terminated) else "interrupted"
+            say(f"{how} during {name}.ipynb; partial outputs in {failed}; {kept}")
             raise
         where = f"its executed copy is {executed}" if executed.is_file() else f"see {failed}"
         raise RunError(
@@ -1994,8 +2162,14 @@ def run_grid(
     axes as columns), ``<out>/jobs.csv`` (status, seconds, error per job) and
     ``<out>/summary.md``; returns the results.
 
+    ``out`` must be new, empty, or a grid folder that cartokit wrote (its ``run.json`` says
+    so), and each job's folder new, empty or a cartokit run folder; anything else is refused
+    before the first job starts. SIGTERM stops the grid as Ctrl-C does (:func:`run_study`).
+
     Raises
     ------
+    ValueError
+        If ``out`` or a job's folder may hold other work, or a job's parameters are bad.
     RunError
         After the queue, if any job failed (the tables are written first).
     """
@@ -2010,52 +2184,62 @@ def run_grid(
         name: resolve_params(preset=base, overrides=overrides, notebooks_dir=notebooks_dir)
         for name, overrides in jobs
     }
-    status, tables = [], []
-    for i, (name, overrides) in enumerate(jobs, 1):
-        job_dir = folder / "jobs" / name
-        done = _read_json(job_dir / "run.json", {})
-        say(f"=== job {i}/{len(jobs)}: {name}")
-        tick = time.perf_counter()
-        state, error = "done", ""
-        if (
-            not force
-            and done.get("params") == json.loads(json.dumps(resolved[name], default=str))
-            and (job_dir / "results.csv").is_file()
-        ):
-            state = "skipped (already done)"
-            say("    already done; skipped (use --force to run it again)")
-        else:
-            try:
-                run_study(
-                    job_dir,
-                    preset=base,
-                    overrides=overrides,
-                    notebooks_dir=notebooks_dir,
-                    kernel=kernel,
-                    progress=progress,
-                    log=say,
-                )
-            except RunError as err:
-                state, error = "failed", str(err)
-                say(f"    failed: {err}")
-        status.append(
-            {
-                "job": name,
-                "status": state,
-                "seconds": round(time.perf_counter() - tick, 1),
-                "error": error,
-                **overrides,
-            }
-        )
-        if state != "failed":
-            table = pd.read_csv(job_dir / "results.csv")
-            # the job's axes (and always the dataset and model) as leading columns
-            job_columns = ["dataset", "model", *(k for k in grid_axes if k not in _LIST_PARAMS)]
-            leading = {"job": name, **{k: resolved[name][k] for k in dict.fromkeys(job_columns)}}
-            for position, (key, value) in enumerate(leading.items()):
-                table.insert(position, key, value)
-            tables.append(table)
+    # and every folder it would write, so that a refusal comes before hours of work
+    if not _is_legacy_grid(folder):
+        check_output_folder(folder, written_by="cartokit grid")
+    for name, _ in jobs:
+        _check_run_folder((folder / "jobs" / name).resolve())
     folder.mkdir(parents=True, exist_ok=True)
+    write_marker(folder, "cartokit grid", grid=str(Path(path).resolve()))
+    status, tables = [], []
+    with _sigterm_as_interrupt():  # Ctrl-C and SIGTERM stop the queue alike
+        for i, (name, overrides) in enumerate(jobs, 1):
+            job_dir = folder / "jobs" / name
+            done = _read_json(job_dir / "run.json", {})
+            say(f"=== job {i}/{len(jobs)}: {name}")
+            tick = time.perf_counter()
+            state, error = "done", ""
+            if (
+                not force
+                and done.get("params") == json.loads(json.dumps(resolved[name], default=str))
+                and (job_dir / "results.csv").is_file()
+            ):
+                state = "skipped (already done)"
+                say("    already done; skipped (use --force to run it again)")
+            else:
+                try:
+                    run_study(
+                        job_dir,
+                        preset=base,
+                        overrides=overrides,
+                        notebooks_dir=notebooks_dir,
+                        kernel=kernel,
+                        progress=progress,
+                        log=say,
+                    )
+                except RunError as err:
+                    state, error = "failed", str(err)
+                    say(f"    failed: {err}")
+            status.append(
+                {
+                    "job": name,
+                    "status": state,
+                    "seconds": round(time.perf_counter() - tick, 1),
+                    "error": error,
+                    **overrides,
+                }
+            )
+            if state != "failed":
+                table = pd.read_csv(job_dir / "results.csv")
+                # the job's axes (and always the dataset and model) as leading columns
+                job_columns = ["dataset", "model", *(k for k in grid_axes if k not in _LIST_PARAMS)]
+                leading = {
+                    "job": name,
+                    **{k: resolved[name][k] for k in dict.fromkeys(job_columns)},
+                }
+                for position, (key, value) in enumerate(leading.items()):
+                    table.insert(position, key, value)
+                tables.append(table)
     results = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
     with atomic_write(folder / "results.csv", "w") as fh:
         results.to_csv(fh, index=False)

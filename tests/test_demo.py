@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
+import pytest
 
 from cartokit import REGIONS, TrainingDynamics
+from cartokit.cli import main
 from cartokit.demo import run_demo
 
 
@@ -37,3 +41,58 @@ def test_demo_is_deterministic_for_a_seed(tmp_path):
     db = TrainingDynamics.load(tmp_path / "b" / "dynamics.npz")
     np.testing.assert_array_equal(da.gold_prob, db.gold_prob)
     assert a["regions"] == b["regions"]
+
+
+def test_demo_refuses_a_folder_it_did_not_write_before_training(tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "metrics.csv").write_text("id,label\n7,0\n")  # someone's table, same name as ours
+    with pytest.raises(
+        ValueError,
+        match=r"cartokit demo replaces what it wrote in its output folder, and .*mine is not "
+        r"empty and has no run.json from cartokit demo, so it may hold other work; choose "
+        r"another --out",
+    ):
+        run_demo(out, epochs=2, verbose=False)
+    assert [p.name for p in out.iterdir()] == ["metrics.csv"]
+    assert (out / "metrics.csv").read_text() == "id,label\n7,0\n"
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine\n")
+    assert main(["demo", "--out", str(notes), "--epochs", "2"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"cartokit demo: error: cartokit demo writes a folder, and {notes} is a file; "
+        "choose another --out."
+    ]
+    assert notes.read_text() == "mine\n"
+
+
+def test_a_second_demo_into_the_same_folder_replaces_the_first(tmp_path):
+    out = tmp_path / "demo"
+    run_demo(out, epochs=3, seed=0, verbose=False)
+    assert json.loads((out / "run.json").read_text())["written_by"] == "cartokit demo"
+    run_demo(out, epochs=4, seed=1, verbose=False)
+    assert TrainingDynamics.load(out / "dynamics.npz").num_epochs == 4
+    assert sorted(p.name for p in out.iterdir()) == [
+        "data_map.png",
+        "dynamics.npz",
+        "metrics.csv",
+        "run.json",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("seed", "message"),
+    [
+        ("-5", "The 'seed' parameter of run_demo must be an int >= 0. Got -5 instead."),
+        (
+            str(2**40),
+            "The 'seed' parameter of run_demo must be an int in the range [0, 2**32 - 1]. "
+            f"Got {2**40} instead.",
+        ),
+    ],
+)
+def test_a_bad_seed_is_one_line(tmp_path, capsys, seed, message):
+    assert main(["demo", "--out", str(tmp_path / "d"), "--seed", seed]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [f"cartokit demo: error: {message}"]
+    assert not (tmp_path / "d").exists()

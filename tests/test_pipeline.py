@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import types
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from cartokit import REGIONS, Thresholds, pipeline, select, select_mixture
+from cartokit._validation import write_marker
 from cartokit.cli import main
 from cartokit.data import Split, load_digits
 from cartokit.pipeline import (
@@ -851,6 +853,229 @@ def test_grid_checks_every_job_before_the_first_runs(tmp_path, fake_papermill):
     with pytest.raises(ValueError, match=r"'model' parameter must be one of"):
         pipeline.run_grid(grid, out=tmp_path / "g", log=lambda m: None)
     assert calls == []
+
+
+# ------------------------------------------------------------------------------ run folders
+
+
+def user_folder(path: Path) -> Path:
+    path.mkdir(parents=True)
+    (path / "thesis.txt").write_text("years of work\n")
+    (path / "data").mkdir()
+    (path / "data" / "raw.csv").write_text("1,2\n")
+    return path
+
+
+def snapshot(path: Path) -> dict[str, bytes | None]:
+    return {
+        str(p.relative_to(path)): p.read_bytes() if p.is_file() else None for p in path.rglob("*")
+    }
+
+
+def dead_pid() -> int:
+    import subprocess
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        user_folder,
+        lambda p: user_folder(p).joinpath("run.json").write_text('{"mine": 1}\n'),
+        lambda p: user_folder(p).joinpath("run.json").write_text("[1, 2]\n"),
+        lambda p: user_folder(p).joinpath("run.json").write_text("not json"),
+    ],
+    ids=["user-files", "stray-run.json", "run.json-list", "run.json-not-json"],
+)
+def test_run_refuses_a_folder_cartokit_did_not_write_before_any_work(
+    tmp_path, fake_papermill, capsys, make
+):
+    calls, _ = fake_papermill
+    out = tmp_path / "thesis"
+    make(out)
+    before = snapshot(out)
+    with pytest.raises(
+        ValueError,
+        match=r"cartokit run replaces what it wrote in its output folder, and .*thesis is not "
+        r"empty and has no run.json from cartokit run, so it may hold other work; choose "
+        r"another --out \(a new or empty folder\)",
+    ):
+        pipeline.run_study(out, log=lambda m: None)
+    assert calls == [] and snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["thesis"]
+    # the CLI: one line, exit 1
+    assert main(["run", "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("cartokit run: error: cartokit run replaces")
+    assert calls == [] and snapshot(out) == before
+
+
+def test_run_refuses_a_file_the_working_directory_and_a_foreign_failed_folder(
+    tmp_path, fake_papermill, monkeypatch
+):
+    calls, _ = fake_papermill
+    (tmp_path / "notes.txt").write_text("mine\n")
+    with pytest.raises(
+        ValueError, match=r"cartokit run writes a folder, and .*notes.txt is a file"
+    ):
+        pipeline.run_study(tmp_path / "notes.txt", log=lambda m: None)
+    assert (tmp_path / "notes.txt").read_text() == "mine\n"
+    # --out .: even an empty working directory would be pulled from under the shell
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    with pytest.raises(ValueError, match=r"here holds the working directory; choose another"):
+        pipeline.run_study(".", log=lambda m: None)
+    user_folder(tmp_path / "study.failed")
+    before = snapshot(tmp_path / "study.failed")
+    with pytest.raises(ValueError, match=r"study.failed, which exists and was not written by"):
+        pipeline.run_study(tmp_path / "study", log=lambda m: None)
+    assert snapshot(tmp_path / "study.failed") == before and calls == []
+
+
+def test_run_replaces_an_empty_folder_its_own_run_and_a_run_from_before_the_marker(
+    tmp_path, fake_papermill
+):
+    out = tmp_path / "study"
+    out.mkdir()
+    pipeline.run_study(out, progress=False, log=lambda m: None)
+    marker = json.loads((out / "run.json").read_text())
+    assert marker["written_by"] == "cartokit run" and marker["params"]["epochs"] > 1
+    pipeline.run_study(out, progress=False, log=lambda m: None)  # make demo, twice
+    del marker["written_by"]  # a run folder written before the marker named its writer
+    (out / "run.json").write_text(json.dumps(marker))
+    (out / "results.csv").unlink()
+    pipeline.run_study(out, progress=False, log=lambda m: None)
+    assert (out / "results.csv").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["study"]
+
+
+def test_a_failed_runs_folder_is_marked_so_the_next_run_may_replace_it(tmp_path, fake_papermill):
+    _, fail = fake_papermill
+    fail["at"] = "02_map"
+    with pytest.raises(RunError):
+        pipeline.run_study(tmp_path / "study", progress=False, log=lambda m: None)
+    assert json.loads((tmp_path / "study.failed" / "run.json").read_text()) == {
+        "written_by": "cartokit run",
+        "finished": None,
+    }
+    fail.clear()
+    pipeline.run_study(tmp_path / "study", progress=False, log=lambda m: None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["study"]
+
+
+def test_a_failed_folder_from_before_the_marker_is_still_a_runs(tmp_path, fake_papermill):
+    failed = tmp_path / "study.failed"  # what a failed run left before the marker: no run.json
+    (failed / "notebooks").mkdir(parents=True)
+    (failed / "notebooks" / "02_map.ipynb").write_text("{}")
+    (failed / "dynamics.npz").write_bytes(b"PK")
+    pipeline.run_study(tmp_path / "study", progress=False, log=lambda m: None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["study"]
+
+
+def test_the_next_run_removes_what_killed_runs_left_and_says_so(tmp_path, fake_papermill):
+    out = tmp_path / "study"
+    killed = tmp_path / f".study.partial-{dead_pid()}"
+    (killed / "notebooks").mkdir(parents=True)
+    write_marker(killed, "cartokit run", finished=None)
+    alive = tmp_path / f".study.partial-{os.getppid()}"  # a run still going: left alone
+    (alive / "notebooks").mkdir(parents=True)
+    foreign = user_folder(tmp_path / f".study.partial-{dead_pid()}")  # not a run's: left alone
+    messages: list[str] = []
+    pipeline.run_study(out, progress=False, log=messages.append)
+    assert not killed.exists() and alive.is_dir() and (foreign / "thesis.txt").is_file()
+    assert messages[0] == (
+        f"removed 1 folder(s) left in {tmp_path} by killed runs into study: {killed.name}"
+    )
+
+
+def test_an_earlier_run_moved_aside_by_a_killed_swap_is_put_back(tmp_path, fake_papermill):
+    out = tmp_path / "study"
+    pipeline.run_study(out, progress=False, log=lambda m: None)
+    before = snapshot(out)
+    aside = tmp_path / f".study.old-{dead_pid()}"
+    out.rename(aside)  # kill -9 between _swap_in's two renames
+    messages: list[str] = []
+    with pytest.raises(ValueError, match="'epochs' parameter"):
+        pipeline.run_study(out, overrides={"epochs": 1}, log=messages.append)
+    assert not out.exists()  # a refused run changes nothing
+    pipeline.run_study(out, progress=False, log=messages.append, overrides={"epochs": 5})
+    assert messages[0] == f"restored the earlier run {out} from {aside.name}, left by a killed run"
+    assert not aside.exists() and snapshot(out) != before  # restored, then replaced by this run
+    assert json.loads((out / "run.json").read_text())["params"]["epochs"] == 5
+
+
+def test_sigterm_stops_a_run_like_ctrl_c_and_the_handler_is_restored(
+    tmp_path, fake_papermill, monkeypatch
+):
+    import signal
+
+    calls, _ = fake_papermill
+    execute = pipeline._execute_notebook
+
+    def terminated_in_03(source, target, parameters, **kwargs):
+        execute(source, target, parameters, **kwargs)
+        if Path(source).stem == "03_select":
+            signal.raise_signal(signal.SIGTERM)
+
+    monkeypatch.setattr(pipeline, "_execute_notebook", terminated_in_03)
+    before = signal.getsignal(signal.SIGTERM)
+    messages: list[str] = []
+    with pytest.raises(pipeline.Terminated, match="stopped by SIGTERM"):
+        pipeline.run_study(tmp_path / "study", progress=False, log=messages.append)
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert messages[-1].startswith("stopped by SIGTERM during 03_select.ipynb; partial outputs in")
+    assert (tmp_path / "study.failed" / "03_select.done").is_file()
+    assert not (tmp_path / "study").exists() and len(calls) == 3
+
+
+def test_grid_refuses_folders_it_did_not_write_before_the_first_job(
+    tmp_path, fake_papermill, capsys
+):
+    calls, _ = fake_papermill
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("preset: digits\ngrid:\n  model: [mlp, cnn]\n")
+    user = user_folder(tmp_path / "user")
+    before = snapshot(user)
+    with pytest.raises(ValueError, match=r"cartokit grid replaces .*user is not empty"):
+        pipeline.run_grid(grid, out=user, log=lambda m: None)
+    assert snapshot(user) == before and calls == []
+    # a job's folder holding someone's files stops the grid before any job runs
+    g = tmp_path / "g"
+    user_folder(g / "jobs" / "model=cnn")
+    write_marker(g, "cartokit grid")
+    with pytest.raises(ValueError, match=r"jobs/model=cnn is not empty and has no run.json"):
+        pipeline.run_grid(grid, out=g, log=lambda m: None)
+    assert calls == [] and not (g / "jobs" / "model=mlp").exists()
+    # a run folder is not a grid folder, nor a grid folder a run folder
+    run = tmp_path / "run"
+    pipeline.run_study(run, progress=False, log=lambda m: None)
+    calls.clear()
+    assert main(["grid", str(grid), "--out", str(run), "--quiet"]) == 1
+    assert "is not empty and was written by cartokit run" in capsys.readouterr().err
+    (g / "jobs" / "model=cnn" / "thesis.txt").unlink()
+    (g / "jobs" / "model=cnn" / "data" / "raw.csv").unlink()
+    (g / "jobs" / "model=cnn" / "data").rmdir()
+    pipeline.run_grid(grid, out=g, progress=False, log=lambda m: None)
+    assert main(["run", "--out", str(g), "--quiet"]) == 1
+    assert "was written by cartokit grid" in capsys.readouterr().err
+
+
+def test_a_grid_folder_from_before_the_marker_is_still_resumed(tmp_path, fake_papermill):
+    calls, _ = fake_papermill
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("preset: digits\ngrid:\n  model: [mlp, cnn]\n")
+    out = tmp_path / "g"
+    pipeline.run_grid(grid, out=out, progress=False, log=lambda m: None)
+    (out / "run.json").unlink()
+    calls.clear()
+    pipeline.run_grid(grid, out=out, progress=False, log=lambda m: None)
+    assert calls == [] and json.loads((out / "run.json").read_text())["written_by"] == (
+        "cartokit grid"
+    )
 
 
 # ------------------------------------------------------------------------------ Colab
