@@ -6,6 +6,13 @@ Prints one JSON line. The recorder's own accounting (``memory_bytes``, the sum o
 sizes) and the process's resident-memory growth are both reported; the baseline keeps a copy of
 every epoch's full logits, the naive way to record, measured the same way in this process.
 
+Then it takes ``recorder.dynamics``, the way every training loop ends, and measures again with
+both alive: the bytes held (the recorder's, plus the dynamics' arrays that are not the
+recorder's own) and the resident growth, each also as a ratio against the record alone
+(``with_dynamics_*_ratio``: 1.0 means the dynamics costs no second copy). Last, it times
+``compute_metrics`` on that dynamics twice: the first call after recording pays for every page of
+fresh memory it touches, which the second call finds already mapped.
+
     python bench/recorder_memory.py [--samples 1000000] [--epochs 20] [--classes 10]
 """
 
@@ -18,9 +25,10 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import torch
 
-from cartokit import DynamicsRecorder
+from cartokit import DynamicsRecorder, compute_metrics
 
 MB = 2**20
 
@@ -64,6 +72,23 @@ class FullLogitsRecorder:
         self.epochs.append(self.buf.clone())
 
 
+_ARRAYS = ("gold_prob", "margin", "sq_error", "pred", "probs")
+
+
+def dynamics_bytes_not_shared(dyn, again) -> int:  # noqa: ANN001
+    """Bytes of ``dyn``'s arrays that are not the recorder's own record.
+
+    ``again`` is a second ``recorder.dynamics``: an array of ``dyn`` that shares memory with it
+    is the recorder's record itself (a copy made per call would not).
+    """
+    total = 0
+    for name in _ARRAYS:
+        a, b = getattr(dyn, name), getattr(again, name)
+        if a is not None and not np.shares_memory(a, b):
+            total += a.nbytes
+    return total
+
+
 def measure(which: str, n: int, e: int, c: int, batch: int, buffer_bytes: int) -> dict[str, float]:
     """Run one recorder in this (fresh) process; report its size and the RSS it added."""
     inputs = make_inputs(n, c, batch)
@@ -85,6 +110,22 @@ def measure(which: str, n: int, e: int, c: int, batch: int, buffer_bytes: int) -
     if which == "cartokit":
         out["accounted"] = sink.memory_bytes()
         out["per_batch_reduction"] = sink.reduce_per_batch
+        t0 = time.perf_counter()
+        dyn = sink.dynamics
+        out["dynamics_seconds"] = time.perf_counter() - t0
+        gc.collect()
+        out["rss_growth_with_dynamics"] = rss_bytes() - before
+        with open("/proc/self/status") as fh:
+            peak = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmHWM"))
+        out["peak_growth_with_dynamics"] = peak - before
+        # measured after the RSS above: with a recorder that copies, this makes a third copy
+        again = sink.dynamics
+        out["held_with_dynamics"] = sink.memory_bytes() + dynamics_bytes_not_shared(dyn, again)
+        del again
+        for call in ("first", "second"):
+            t0 = time.perf_counter()
+            compute_metrics(dyn)
+            out[f"metrics_{call}_call_seconds"] = time.perf_counter() - t0
     return out
 
 
@@ -140,6 +181,25 @@ def main() -> None:
                 "accounted_bytes_per_sample_epoch": round(ours["accounted"] / (n * e), 2),
                 "target_mb": 320,
                 "record_seconds": round(ours["seconds"], 1),
+                "with_dynamics_held_mb": round(ours["held_with_dynamics"] / MB, 1),
+                "with_dynamics_held_bytes_per_sample_epoch": round(
+                    ours["held_with_dynamics"] / (n * e), 2
+                ),
+                "with_dynamics_held_ratio": round(
+                    ours["held_with_dynamics"] / ours["accounted"], 2
+                ),
+                "with_dynamics_rss_growth_mb": round(ours["rss_growth_with_dynamics"] / MB, 1),
+                "with_dynamics_rss_ratio": round(
+                    ours["rss_growth_with_dynamics"] / ours["rss_growth"], 2
+                ),
+                "with_dynamics_peak_rss_growth_mb": round(
+                    ours["peak_growth_with_dynamics"] / MB, 1
+                ),
+                "dynamics_seconds": round(ours["dynamics_seconds"], 2),
+                "compute_metrics_first_call_seconds": round(ours["metrics_first_call_seconds"], 2),
+                "compute_metrics_second_call_seconds": round(
+                    ours["metrics_second_call_seconds"], 2
+                ),
                 "baseline_full_logits_rss_growth_mb": round(naive["rss_growth"] / MB, 1),
                 "ratio_full_logits_vs_recorder": round(naive["rss_growth"] / ours["rss_growth"], 2),
             }

@@ -87,7 +87,7 @@ _LAZY = {
     "apply_review": "cartokit.review",
     "ReviewSession": "cartokit.review",
     "ReviewWidget": "cartokit.review",
-    "distill": "cartokit.distill",
+    "distill": "cartokit.distillation",
     "fit": "cartokit.train",
     "evaluate": "cartokit.train",
     "FitResult": "cartokit.train",

@@ -223,15 +223,37 @@ def area_under_margin(margin: np.ndarray, observed: np.ndarray | None = None) ->
 
 
 def el2n(sq_error: np.ndarray, observed: np.ndarray | None = None) -> np.ndarray:
-    """EL2N: mean over checkpoints of ``||softmax(logits) - onehot(y)||_2`` (Paul et al., 2021).
+    """EL2N over one run: the mean over every checkpoint of ``||softmax(logits) - onehot(y)||_2``.
 
     In [0, sqrt(2)]. ``sq_error`` is the squared norm per checkpoint, as stored by
     :func:`checkpoint_stats`.
+
+    This is a variant of Paul et al.'s score ("Deep Learning on a Data Diet", NeurIPS 2021),
+    not their definition: they take the norm at *one early epoch* (epoch 20 of 200 in their
+    CIFAR-10 runs) and average it over *several initialisations* (10 runs). Averaging over all
+    checkpoints of one run smooths the score across training, as ``confidence`` does. For their
+    variant, compute the metrics at one checkpoint per run, ``compute_metrics(dyn,
+    epochs=[t])``, and average the ``el2n`` columns of runs with different seeds (see below).
 
     Examples
     --------
     >>> el2n(np.array([[0.5]])).round(4).tolist()  # p = (0.5, 0.5), y = 0: 0.25 + 0.25
     [0.7071]
+
+    Paul et al.'s variant: epoch index 1 of two seeded runs (3 epochs, 2 samples, 2 classes):
+
+    >>> import warnings
+    >>> from cartokit import TrainingDynamics, compute_metrics
+    >>> a = [[[1.0, 0.0], [0.0, 1.0]], [[2.0, 0.0], [0.0, 2.0]], [[3.0, 0.0], [1.0, 0.0]]]
+    >>> b = [[[0.0, 1.0], [0.0, 0.0]], [[1.0, 0.0], [0.0, 3.0]], [[2.0, 0.0], [0.0, 1.0]]]
+    >>> runs = [TrainingDynamics.from_logits(np.array(x), labels=[0, 1]) for x in (a, b)]
+    >>> compute_metrics(runs[0])["el2n"].round(3).tolist()  # cartokit's: all checkpoints
+    [0.205, 0.528]
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore", UserWarning)  # one checkpoint: no variability
+    ...     early = [compute_metrics(run, epochs=[1])["el2n"] for run in runs]
+    >>> (sum(early) / len(early)).round(3).tolist()  # one epoch, averaged over the runs
+    [0.274, 0.118]
     """
     return _mean(np.sqrt(sq_error), observed)
 
@@ -308,18 +330,22 @@ def compute_metrics(
     [{'confidence': 0.651, 'correctness': 0.667, 'forgetting': 1}]
     """
     index = _checkpoint_index(dyn.num_epochs, burn_in=burn_in, epochs=epochs)
-    if len(index) < 3:
+    epoch_numbers = np.arange(dyn.num_epochs)[index]
+    if len(epoch_numbers) < 3:
         warnings.warn(
-            f"compute_metrics uses {len(index)} checkpoint(s); variability and forgetting need "
-            "at least 3 to mean much. Record more epochs, or use sub-epoch checkpoints.",
+            f"compute_metrics uses {len(epoch_numbers)} checkpoint(s); variability and "
+            "forgetting need at least 3 to mean much. Record more epochs, or use sub-epoch "
+            "checkpoints.",
             UserWarning,
             stacklevel=2,
         )
+    # Without epochs=, index is a slice: views of the record, where a list of indices would
+    # copy the whole record on every call.
     gold = dyn.gold_prob[index]
     margin = dyn.margin[index]
     sq_err = dyn.sq_error[index]
     pred = dyn.pred[index]
-    return _compute_metrics(dyn, gold, margin, sq_err, pred, np.asarray(index))
+    return _compute_metrics(dyn, gold, margin, sq_err, pred, epoch_numbers)
 
 
 def _checkpoint_index(
@@ -348,7 +374,7 @@ def _checkpoint_index(
             f"The 'burn_in' parameter of compute_metrics must be smaller than the number of "
             f"recorded checkpoints ({num_epochs}). Got {burn_in} instead."
         )
-    return list(range(burn_in, num_epochs))
+    return slice(burn_in, num_epochs)
 
 
 def _compute_metrics(
@@ -408,4 +434,6 @@ def _compute_metrics(
         columns["label_name"] = names[labels]
         columns["predicted_name"] = np.where(num_observed > 0, names[last_pred], None)
     index = pd.Index(dyn.ids, name="id")
-    return pd.DataFrame(columns, index=index)
+    # copy=False: the columns are fresh arrays made here; consolidating them into 2-D blocks
+    # would copy the whole table once more, into memory the process has never touched.
+    return pd.DataFrame(columns, index=index, copy=False)

@@ -34,6 +34,14 @@ from matplotlib.figure import Figure, SubFigure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+from cartokit._style import (
+    BAR_COLOR,
+    CONTINUOUS_COLORS,
+    MISSING_COLOR,
+    REGION_COLORS,
+    REGION_LABELS,
+    category_colors,
+)
 from cartokit._validation import atomic_write, check_int, first_few
 from cartokit.dynamics import TrainingDynamics
 from cartokit.regions import REGIONS, Thresholds, _check_thresholds, assign_regions
@@ -44,12 +52,6 @@ SAVE_FORMATS: tuple[str, ...] = ("png", "svg", "pdf")
 """File suffixes the plot functions can save to; the format follows the suffix."""
 
 _PNG_DPI = 200
-_REGION_TEXT = {"easy": "easy-to-learn", "ambiguous": "ambiguous", "hard": "hard-to-learn"}
-# Paul Tol's colour-blind-safe "bright" scheme; regions keep the same colour in every figure.
-_REGION_COLORS = {"easy": "#4477AA", "ambiguous": "#228833", "hard": "#EE6677"}
-_PALETTE = ("#4477AA", "#EE6677", "#228833", "#CCBB44", "#66CCEE", "#AA3377", "#BBBBBB")
-_MISSING_COLOR = "#B0B0B0"
-_BAR_COLOR = "#5E7FA8"
 # Columns whose values are known to lie in [0, 1]: their axes and colour scales span all of it,
 # so maps of different runs are comparable.
 _UNIT_RANGE = {"confidence", "correctness", "min_prob", "max_prob"}
@@ -174,15 +176,13 @@ class _Hue:
 
     def point_colors(self, rows: np.ndarray) -> np.ndarray:
         """RGBA per row for categorical hue: by category position, never by appearance."""
-        table = np.array([mcolors.to_rgba(c) for c in [*self.colors, _MISSING_COLOR]])
+        table = np.array([mcolors.to_rgba(c) for c in [*self.colors, MISSING_COLOR]])
         return table[self.values[rows]]  # code -1 picks the last entry: missing
 
 
 def _default_cmap() -> mcolors.Colormap:
-    # viridis without its palest tenth: its top end (light yellow) nearly vanishes on white,
-    # and correctness 1 is the most common value of a data map.
-    base = mpl.colormaps["viridis"]
-    return mcolors.ListedColormap(base(np.linspace(0.0, 0.9, 256)), name="cartokit_correctness")
+    # the explorer interpolates the same stops, so a number has one colour in both
+    return mcolors.LinearSegmentedColormap.from_list("cartokit_continuous", CONTINUOUS_COLORS)
 
 
 def _check_cmap(cmap: Any, *, caller: str) -> mcolors.Colormap:
@@ -229,7 +229,7 @@ def _category_order(series: pd.Series, column: str) -> list[Any]:
 
 def _category_names(metrics: pd.DataFrame, column: str, categories: list[Any]) -> list[str]:
     if column == "region":
-        return [_REGION_TEXT.get(c, str(c)) for c in categories]
+        return [REGION_LABELS.get(c, str(c)) for c in categories]
     name_column = _NAME_COLUMNS.get(column)
     if name_column in metrics.columns:
         pairs = metrics[[column, name_column]].dropna().drop_duplicates(column)
@@ -273,16 +273,15 @@ def _resolve_hue(
         categories = _category_order(series, hue)
         codes = pd.Categorical(series, categories=categories).codes.astype(np.int64)
         if hue == "region":
-            colors = [_REGION_COLORS[c] for c in categories]
+            colors = [REGION_COLORS[c] for c in categories]
         else:
-            palette = _PALETTE if len(categories) <= len(_PALETTE) else _tab20()
-            colors = [palette[i % len(palette)] for i in range(len(categories))]
+            colors = category_colors(len(categories))
         names = _category_names(metrics, hue, categories)
         return _Hue(hue, "categorical", codes, names=names, colors=colors)
 
     values = _as_float(series)
     finite = values[np.isfinite(values)]
-    base = _check_cmap(cmap, caller=caller).with_extremes(bad=_MISSING_COLOR)
+    base = _check_cmap(cmap, caller=caller).with_extremes(bad=MISSING_COLOR)
     levels = _discrete_levels(hue, finite)
     if levels is not None:
         step = levels[1] - levels[0] if len(levels) > 1 else 1.0
@@ -292,10 +291,6 @@ def _resolve_hue(
         return _Hue(hue, "numeric", values, cmap=cmap_, norm=norm, levels=levels)
     lo, hi = _value_range(hue, finite)
     return _Hue(hue, "numeric", values, cmap=base, norm=mcolors.Normalize(lo, hi))
-
-
-def _tab20() -> tuple[str, ...]:
-    return tuple(mcolors.to_hex(c) for c in mpl.colormaps["tab20"].colors)
 
 
 def _value_range(column: str, finite: np.ndarray) -> tuple[float, float]:
@@ -352,7 +347,7 @@ def _scatter(
     elif hue.kind == "categorical":
         points = ax.scatter(xv[rows], yv[rows], c=hue.point_colors(rows), **common)
     else:
-        points = ax.scatter(xv[rows], yv[rows], color=_BAR_COLOR, **common)
+        points = ax.scatter(xv[rows], yv[rows], color=BAR_COLOR, **common)
     points.set_gid("data-map-points")
     return points
 
@@ -422,7 +417,7 @@ def _draw_regions(
     for region in REGIONS:
         x, y, fits = spots[region]
         if fits:
-            text = f"{_REGION_TEXT[region]}\n{shares[region]:.0%}"
+            text = f"{REGION_LABELS[region]}\n{shares[region]:.0%}"
             ax.text(
                 x, y, text, ha="center", va="center", fontsize=fontsize, color="0.1",
                 bbox=box, zorder=4, gid=f"region-label:{region}", linespacing=1.1,
@@ -454,7 +449,7 @@ def _note(shown: int, total: int, unplottable: int, x: str, y: str) -> str:
 def _histogram(ax: Axes, values: np.ndarray, column: str) -> None:
     lo, hi = _value_range(column, values)
     counts, edges = np.histogram(values, bins=30, range=(lo, hi))
-    ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color=_BAR_COLOR, lw=0)
+    ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color=BAR_COLOR, lw=0)
     ax.set_xlabel(column)
 
 
@@ -915,13 +910,13 @@ def plot_trajectories(
     else:
         fig = _root_figure(ax)
     ax.set_label("trajectories")
-    palette = mpl.colormaps["tab10" if len(wanted) <= 10 else "tab20"].colors
+    palette = category_colors(len(wanted))
     epochs = np.arange(dyn.num_epochs)
     for k, (sample_id, pos) in enumerate(zip(wanted, positions)):
         label = int(dyn.labels[pos])
         name = dyn.class_names[label] if dyn.class_names is not None else str(label)
         ax.plot(
-            epochs, dyn.gold_prob[:, pos], color=palette[k % len(palette)], lw=1.4,
+            epochs, dyn.gold_prob[:, pos], color=palette[k], lw=1.4,
             marker="o", ms=3, label=f"id {sample_id}, label {name}",
         )  # fmt: skip
     ax.set_ylim(-0.02, 1.02)

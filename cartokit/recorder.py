@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import sys
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -41,6 +44,30 @@ def _finite_rows(logits: torch.Tensor) -> torch.Tensor:
     """Rows whose logits are all finite: a row sum is finite exactly then (barring overflow of
     absurd logits near 1e37), at a fraction of the cost of ``isfinite(x).all(dim=1)``."""
     return torch.isfinite(logits.sum(dim=1, dtype=torch.float32))
+
+
+def _return_freed_memory() -> None:
+    """Give the heap's free pages back to the operating system, where the C library allows.
+
+    An epoch's arrays (a few MB each) come from the C heap, and glibc keeps freed chunks there
+    unless they border its top: without this, consolidating the record would free every epoch's
+    arrays and still hold their pages, so that for a moment the process held the record twice.
+    A no-op where ``malloc_trim`` does not exist (macOS, musl and Windows return large blocks
+    at once anyway).
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
 
 
 class DynamicsRecorder:
@@ -133,7 +160,10 @@ class DynamicsRecorder:
             not self.store_probs and self.num_samples * self.num_classes * 4 > self.buffer_bytes
         )
 
-        # Host-side record, one entry per finished epoch.
+        # Host-side record: the epochs consolidated by the last ``dynamics`` as read-only
+        # [E, N] arrays (shared with the TrainingDynamics it returned), then one entry per epoch
+        # finished since.
+        self._stacked: dict[str, np.ndarray] = {}
         self._epochs: list[dict[str, np.ndarray]] = []
         self._labels = np.full(self.num_samples, -1, dtype=np.int64)
         self.duplicates: list[int] = []
@@ -363,7 +393,7 @@ class DynamicsRecorder:
             dist.all_reduce(self._bad_ids)
 
     def _reduce_epoch(self) -> dict[str, np.ndarray]:
-        n_epoch = len(self._epochs)
+        n_epoch = self.num_epochs
         self._combine_ranks()
         if self._bad_ids is not None and int(self._bad_ids) > 0:
             raise ValueError(
@@ -459,17 +489,55 @@ class DynamicsRecorder:
     @property
     def num_epochs(self) -> int:
         """Number of finished epochs (checkpoints)."""
-        return len(self._epochs)
+        return self._num_stacked() + len(self._epochs)
+
+    def _num_stacked(self) -> int:
+        return len(next(iter(self._stacked.values()))) if self._stacked else 0
+
+    def _consolidate(self) -> None:
+        """Move the epochs finished since the last call into new stacked ``[E, N]`` arrays.
+
+        Key by key, each epoch's array is released (and its pages handed back) as soon as it
+        is copied, so the record is never held twice: taking ``dynamics`` at the end of
+        training costs one epoch's array more than the record, not a second record. The stacked
+        arrays become the recorder's record, read-only because the returned dynamics shares
+        them; later epochs go to fresh arrays, so a dynamics already returned never changes.
+        """
+        if not self._epochs:
+            return
+        old, new = self._num_stacked(), len(self._epochs)
+        keys = list(self._stacked or self._epochs[0])
+        # Allocated first (address space only: pages are touched by the copies), so that a
+        # failed allocation leaves the record as it was.
+        stacked = {}
+        for key in keys:
+            first = self._epochs[0][key]
+            stacked[key] = np.empty((old + new, *first.shape), dtype=first.dtype)
+        for key in keys:
+            if old:
+                stacked[key][:old] = self._stacked.pop(key)
+            for row, epoch in enumerate(self._epochs, start=old):
+                stacked[key][row] = epoch.pop(key)
+                _return_freed_memory()  # microseconds; keeps the peak to one epoch's array
+            stacked[key].flags.writeable = False
+            self._stacked[key] = stacked[key]
+        self._epochs = []
 
     @property
     def dynamics(self) -> TrainingDynamics:
-        """The record so far, as :class:`~cartokit.TrainingDynamics` (finished epochs only)."""
-        if not self._epochs:
+        """The record so far, as :class:`~cartokit.TrainingDynamics` (finished epochs only).
+
+        Its per-checkpoint arrays are the recorder's own record, shared rather than copied, and
+        therefore read-only (``dyn.select_epochs(slice(None))`` gives a writable copy). Epochs
+        finished later go to new arrays: a dynamics once returned never changes.
+        """
+        if not self.num_epochs:
             raise RuntimeError(
                 "DynamicsRecorder.dynamics: no epoch has been finished yet; call end_epoch() "
                 "after each epoch."
             )
-        stacked = {k: np.stack([e[k] for e in self._epochs]) for k in self._epochs[0]}
+        self._consolidate()
+        stacked = self._stacked
         labels = self._labels.copy()
         never = labels < 0
         if never.any():
@@ -486,9 +554,15 @@ class DynamicsRecorder:
 
     def memory_bytes(self) -> int:
         """Bytes held by the recorder: the host record plus the device epoch buffers."""
-        host = sum(a.nbytes for e in self._epochs for a in e.values()) + self._labels.nbytes
+        host = sum(a.nbytes for a in self._stacked.values()) + self._labels.nbytes
+        host += sum(a.nbytes for e in self._epochs for a in e.values())
         bufs = [self._logits_buf, self._label_buf, *(self._stat_bufs or [])]
         return host + sum(b.numel() * b.element_size() for b in bufs if b is not None)
+
+    def _records(self) -> list[dict[str, np.ndarray]]:
+        """Every finished epoch's record, in order, as one dict per epoch (views, no copies)."""
+        stacked = [{k: a[e] for k, a in self._stacked.items()} for e in range(self._num_stacked())]
+        return stacked + self._epochs
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -505,7 +579,9 @@ class DynamicsRecorder:
             "labels": torch.from_numpy(self._labels.copy()),
             "duplicates": list(self.duplicates),
             "missing": list(self.missing),
-            "epochs": [{k: torch.from_numpy(v.copy()) for k, v in e.items()} for e in self._epochs],
+            "epochs": [
+                {k: torch.from_numpy(v.copy()) for k, v in e.items()} for e in self._records()
+            ],
             "partial": None,
         }
         if self._rows:
@@ -534,6 +610,7 @@ class DynamicsRecorder:
                 f"DynamicsRecorder.load_state_dict: state version {state['version']} is newer "
                 "than this cartokit understands; upgrade cartokit."
             )
+        self._stacked = {}
         self._epochs = [{k: v.numpy().copy() for k, v in e.items()} for e in state["epochs"]]
         self._labels = state["labels"].numpy().copy()
         self.duplicates = list(state["duplicates"])

@@ -12,6 +12,14 @@ Sizes are exact: a fraction ``f`` of a table of ``N`` samples selects ``floor(f 
 samples, i.e. ``f * N`` rounded half up (not Python's ``round``, which rounds half to even),
 computed in floating point. Ranking uses a stable sort, so ties keep table order, and NaN
 values rank last whichever the direction.
+
+Ranking by forgetting (``"high_forgetting"``, ``"low_forgetting"`` or the ``forgetting``
+column) follows Toneva et al. (2019): a sample that was never learned counts as more
+forgettable than every learned one, although it has no forgetting event to count. So
+never-learned samples (the ``never_learned`` column) come first for ``high_forgetting``, in
+table order, and last for ``low_forgetting``, after every learned sample. A table without a
+``never_learned`` column is ranked by its ``forgetting`` values as they stand (a table written
+by allenai's code already holds 1000 for never-learned samples).
 """
 
 from __future__ import annotations
@@ -57,7 +65,7 @@ SELECTORS: dict[str, tuple[str, bool]] = {
     "low_variability": ("variability", False),
     "high_correctness": ("correctness", True),
     "low_correctness": ("correctness", False),
-    # forgetting events (Toneva et al., 2019)
+    # forgetting events (Toneva et al., 2019); never-learned samples rank as the most forgettable
     "high_forgetting": ("forgetting", True),
     "low_forgetting": ("forgetting", False),
     # area under the margin: low AUM flags likely mislabeled samples (Pleiss et al., 2020)
@@ -75,6 +83,9 @@ SELECTORS: dict[str, tuple[str, bool]] = {
 
 RANDOM = "random"
 """The selector name for a uniformly random subset (seeded by ``seed``)."""
+
+_FORGETTING = "forgetting"
+_NEVER_LEARNED = "never_learned"
 
 _SELECTOR_NAMES = (*SELECTORS, RANDOM)
 
@@ -166,7 +177,37 @@ def _resolve_by(
         )
     if lowest is not None:
         highest = not lowest
-    return series.to_numpy(dtype=np.float64, na_value=np.nan), highest
+    return _ranking_values(metrics, column), highest
+
+
+def _ranking_values(metrics: pd.DataFrame, column: str) -> np.ndarray:
+    """The values that rank samples by ``column``, as float64 (NaN for missing)."""
+    values = metrics[column].to_numpy(dtype=np.float64, na_value=np.nan)
+    if column == _FORGETTING and _NEVER_LEARNED in metrics.columns:
+        # A never-learned sample has no forgetting event, yet Toneva et al. rank it as the most
+        # forgettable of all. +inf exists only in this private rank key, never in the table: it
+        # sorts before every count when highest first and after every count (before NaN) when
+        # lowest first, and the stable sort keeps such samples in table order.
+        values = np.where(_never_learned(metrics), np.inf, values)
+    return values
+
+
+def _never_learned(metrics: pd.DataFrame) -> np.ndarray:
+    """The ``never_learned`` column as a bool mask; one line naming the fix if it is not one."""
+    series = metrics[_NEVER_LEARNED]
+    usable = (
+        pd.api.types.is_bool_dtype(series.dtype) or pd.api.types.is_integer_dtype(series.dtype)
+    ) and not series.isna().any()
+    if usable and pd.api.types.is_integer_dtype(series.dtype):
+        usable = bool(series.isin([0, 1]).all())
+    if not usable:
+        raise ValueError(
+            f"The 'never_learned' column of the metrics table must hold True or False for every "
+            f"sample to rank by forgetting. Got dtype {series.dtype} with values "
+            f"{_first_few(series.unique())} instead. Recompute it with compute_metrics, or drop "
+            "the column to rank by the forgetting count alone."
+        )
+    return series.to_numpy(dtype=bool)
 
 
 def _check_region(region: Any, *, subject: str) -> int | None:
@@ -198,6 +239,10 @@ def _check_seed(seed: Any, *, caller: str) -> int | None:
     ):
         raise TypeError(
             f"The 'seed' parameter of {caller} must be an int or None. Got {_show(seed)} instead."
+        )
+    if seed is not None and seed < 0:  # numpy's generators take seeds >= 0 only
+        raise ValueError(
+            f"The 'seed' parameter of {caller} must be an int >= 0 or None. Got {seed} instead."
         )
     return seed
 
@@ -324,7 +369,10 @@ def select(
     by : str, default="ambiguous"
         A name in :data:`SELECTORS` (e.g. ``"ambiguous"``: highest variability, ``"easy"``:
         highest confidence, ``"hard"``: lowest confidence), ``"random"``, or any numeric
-        column of ``metrics`` (ranked highest first).
+        column of ``metrics`` (ranked highest first). Ranking by forgetting puts samples that
+        were never learned (``never_learned`` is True) first for ``"high_forgetting"`` and
+        last for ``"low_forgetting"``, whatever their count (Toneva et al., 2019, count them as
+        the most forgettable); without a ``never_learned`` column the count ranks alone.
     fraction : float or None, default=0.33
         Share of the **whole table** to select, in ``(0, 1]``: exactly
         ``floor(fraction * len(metrics) + 0.5)`` samples (rounded half up). ``None`` is
@@ -371,6 +419,17 @@ def select(
     ['b']
     >>> select(metrics, "confidence", 0.5, lowest=True).tolist()
     ['b', 'd']
+
+    A never-learned sample ('z') is the most forgettable, though it has no forgetting event:
+
+    >>> forgetting = pd.DataFrame(
+    ...     {"forgetting": [2, 0, 0], "never_learned": [False, False, True]},
+    ...     index=pd.Index(["x", "y", "z"], name="id"),
+    ... )
+    >>> select(forgetting, "high_forgetting", 2 / 3).tolist()
+    ['z', 'x']
+    >>> select(forgetting, "low_forgetting", 2 / 3).tolist()
+    ['y', 'x']
     """
     caller = "select"
     _check_metrics_frame(metrics, caller=caller)

@@ -271,7 +271,7 @@ def train_on_subsets(
         In- and out-of-distribution test sets, e.g. ``{"test": ..., "tweets": ...}``.
     epochs : int, default 10
     equal_budget : bool, default False
-        Train each subset for :func:`~cartokit.distill.budget_epochs` epochs (as many samples
+        Train each subset for :func:`~cartokit.distillation.budget_epochs` epochs (as many samples
         as ``epochs`` on the full data) instead of ``epochs``.
     batch_size, lr, seed
         As in :func:`~cartokit.fit`.
@@ -287,7 +287,7 @@ def train_on_subsets(
         ``total_seconds``.
     """
     from cartokit.data import Split
-    from cartokit.distill import _subset_positions, budget_epochs
+    from cartokit.distillation import _subset_positions, budget_epochs
     from cartokit.train import evaluate, fit
 
     caller = "train_on_subsets"

@@ -35,20 +35,14 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
         "Install them with: pip install 'cartokit[widgets]'"
     ) from err
 
+from cartokit._style import CONTINUOUS_COLORS, MISSING_COLOR, REGION_COLORS, category_colors
 from cartokit.regions import REGIONS, Thresholds, _check_metrics_frame, _region_codes
 from cartokit.regions import _region_inputs as _region_arrays
 
 __all__ = ["DataMapExplorer"]
 
-#: Region colours: easy, ambiguous, hard (Okabe-Ito blue and orange, Tol's red).
-REGION_COLORS = ("#0072B2", "#E69F00", "#CC3311")
-_MISSING_COLOR = "#BBBBBB"  # samples without a region, or a missing category
-# Okabe-Ito, then Tol's muted scheme: distinguishable classes; cycled beyond 16.
-_CLASS_COLORS = (
-    "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000",
-    "#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677", "#882255",
-)  # fmt: skip
-_CONTINUOUS_COLORS = ("#440154", "#3B528B", "#21918C", "#5EC962", "#FDE725")  # viridis stops
+# The colour scale of regions, in REGIONS order (the region codes 0, 1, 2), then missing (3).
+_REGION_SCALE = [*(REGION_COLORS[region] for region in REGIONS), MISSING_COLOR]
 _THRESHOLDS = ("ambiguous_variability", "easy_confidence", "hard_confidence")
 _UPPER = {"ambiguous_variability": 0.5, "easy_confidence": 1.0, "hard_confidence": 1.0}
 _SLIDER_TEXT = {
@@ -442,9 +436,7 @@ class DataMapExplorer(widgets.VBox):
     def _build_figure(self) -> None:
         self._x_scale = bqplot.LinearScale(min=0.0, max=1.0)
         self._y_scale = bqplot.LinearScale(min=0.0, max=1.0)
-        self._color_scale = bqplot.ColorScale(
-            min=0.0, max=3.0, colors=[*REGION_COLORS, _MISSING_COLOR]
-        )
+        self._color_scale = bqplot.ColorScale(min=0.0, max=3.0, colors=list(_REGION_SCALE))
         scales = {"x": self._x_scale, "y": self._y_scale, "color": self._color_scale}
         big = len(self._ids) > 20_000
         self._tooltip = widgets.HTML(layout=widgets.Layout(padding="2px 6px"))
@@ -953,12 +945,14 @@ class DataMapExplorer(widgets.VBox):
         column = self._column(self.color_column)
         if column.categories is None:
             low, high = _domain(column.values, column, pad=0.0)
-            colors = list(_CONTINUOUS_COLORS)
+            colors = list(CONTINUOUS_COLORS)
         else:
             k = len(column.categories)
             low, high = 0.0, float(k)
-            colors = list(REGION_COLORS) if self.color_column == "region" else _class_colors(k)
-            colors = [*colors, _MISSING_COLOR]
+            if self.color_column == "region":
+                colors = list(_REGION_SCALE)
+            else:
+                colors = [*category_colors(k), MISSING_COLOR]
         scale = self._color_scale
         if scale.colors != colors or scale.min != low or scale.max != high:
             with scale.hold_sync():
@@ -1299,10 +1293,6 @@ def _domain(values: np.ndarray, column: _Column, *, pad: float = 0.04) -> tuple[
         return low - 0.5, high + 0.5
     span = high - low
     return low - pad * span, high + pad * span
-
-
-def _class_colors(k: int) -> list[str]:
-    return [_CLASS_COLORS[i % len(_CLASS_COLORS)] for i in range(k)]
 
 
 def _fmt(value: Any) -> str:

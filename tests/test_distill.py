@@ -10,7 +10,13 @@ from hypothesis import strategies as st
 
 from cartokit import compute_metrics, load_dataset, select
 from cartokit.data import subsample
-from cartokit.distill import budget_epochs, distill, distill_on_subsets, kd_loss, predict_logits
+from cartokit.distillation import (
+    budget_epochs,
+    distill,
+    distill_on_subsets,
+    kd_loss,
+    predict_logits,
+)
 from cartokit.models import MLP
 from cartokit.train import evaluate, fit
 

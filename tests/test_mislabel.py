@@ -385,6 +385,26 @@ def test_benchmark_skips_kfold_without_cleanlab(monkeypatch, digits):
     assert result.table["method"].tolist() == ["aum"] and result.compare().empty
 
 
+def test_compare_reports_the_method_named_in_advance_not_the_best():
+    from cartokit.mislabel import DetectionBenchmark
+
+    cost = {"trainings": 1, "train_seconds": 2.0, "train_cpu_seconds": 2.0, "sample_epochs": 8}
+    rows = [("aum", "single run", 0.99), ("combined", "single run", 0.9), ("cl", "K-fold", 0.95)]
+    table = pd.DataFrame(
+        [
+            {"setting": "s", "method": m, "approach": a, "auroc": v, "precision_at_k": v, **cost}
+            for m, a, v in rows
+        ]
+    ).assign(trainings=[1, 1, 4])
+    bench = DetectionBenchmark(table, {}, pd.DataFrame())
+    headline = bench.compare().loc["s"]
+    assert (headline["method"], headline["auroc"], headline["as_good"]) == ("combined", 0.9, False)
+    assert headline["trainings_ratio"] == 0.25
+    assert bench.compare("aum").loc["s", "as_good"]
+    with pytest.raises(ValueError, match="the method 'el2n' was not scored in this benchmark"):
+        bench.compare("el2n")
+
+
 def test_benchmark_errors(digits):
     with pytest.raises(ValueError, match=r"The noise setting 'x' of benchmark_detection must be"):
         benchmark_detection(digits, noise={"x": {"share": 0.1}})

@@ -10,7 +10,8 @@ from matplotlib.axes import Axes
 from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
 
-from cartokit import Thresholds, TrainingDynamics
+from cartokit import REGIONS, Thresholds, TrainingDynamics, assign_regions
+from cartokit._style import MISSING_COLOR, REGION_COLORS
 from cartokit.plot import plot_data_map, plot_data_map_by_class, plot_trajectories
 
 MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "pdf": b"%PDF-", "svg": b"<?xml"}
@@ -92,6 +93,54 @@ def test_correctness_gets_one_colour_step_per_epoch_fraction():
     assert points.norm.Ncmap == points.cmap.N == 5  # 0, 1/4, 2/4, 3/4, 1
     bars = axes_by_label(fig)["marginal:hue"].patches
     assert [round(b.get_x() + b.get_width() / 2, 6) for b in bars] == [0, 0.25, 0.5, 0.75, 1]
+
+
+def region_colors_drawn(fig: Figure, metrics: pd.DataFrame) -> dict[str, set[str]]:
+    """Region -> the colours its points were drawn in, read back from the figure."""
+    points = points_of(fig)
+    points.update_scalarmappable()
+    where = {
+        (v, c): r
+        for v, c, r in zip(metrics["variability"], metrics["confidence"], assign_regions(metrics))
+    }
+    drawn: dict[str, set[str]] = {}
+    for (x, y), rgba in zip(points.get_offsets(), points.get_facecolors()):
+        drawn.setdefault(where[(float(x), float(y))], set()).add(mcolors.to_hex(rgba).upper())
+    return drawn
+
+
+def test_region_colours_come_from_the_one_palette():
+    metrics = make_metrics(300, seed=3)
+    drawn = region_colors_drawn(plot_data_map(metrics, hue="region", marginals=False), metrics)
+    assert set(drawn) == set(REGIONS)
+    assert drawn == {region: {REGION_COLORS[region]} for region in REGIONS}
+
+
+def _lab(rgb_linear: np.ndarray) -> np.ndarray:
+    xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
+    t = (xyz @ rgb_linear) / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(t > 216 / 24389, np.cbrt(t), (24389 / 27 * t + 16) / 116)
+    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+
+def test_region_colours_stay_apart_under_colour_blindness():
+    # Machado, Oliveira & Fernandes (2009), severity 1: protanopia, deuteranopia, tritanopia
+    simulations = {
+        "normal": np.eye(3),
+        "protanopia": [[0.152286, 1.052583, -0.204868], [0.114503, 0.786281, 0.099216],
+                       [-0.003882, -0.048116, 1.051998]],
+        "deuteranopia": [[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413],
+                         [-0.011820, 0.042940, 0.968881]],
+        "tritanopia": [[1.255528, -0.076749, -0.178779], [-0.078411, 0.930809, 0.147602],
+                       [0.004733, 0.691367, 0.303900]],
+    }  # fmt: skip
+    srgb = np.array([mcolors.to_rgb(REGION_COLORS[r]) for r in REGIONS])
+    linear = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
+    for name, matrix in simulations.items():
+        lab = [_lab(np.clip(np.asarray(matrix) @ rgb, 0, 1)) for rgb in linear]
+        closest = min(np.linalg.norm(lab[i] - lab[j]) for i in range(3) for j in range(i + 1, 3))
+        # 28 for the palette; Tol's bright blue/green/red, the static map's old one, gave 13
+        assert closest > 25, (name, closest)
 
 
 def test_categorical_hue_has_a_fixed_order():
@@ -365,7 +414,7 @@ def test_region_hue_is_derived_when_missing_and_nan_hue_is_grey():
     metrics.loc[metrics.index[:3], "correctness"] = np.nan
     points = points_of(plot_data_map(metrics, marginals=False))
     assert len(points.get_offsets()) == 50  # NaN hue is still drawn, in the "bad" colour
-    grey = mcolors.to_rgba("#B0B0B0")[:3]
+    grey = mcolors.to_rgba(MISSING_COLOR)[:3]
     points.update_scalarmappable()
     assert sum(np.allclose(c[:3], grey) for c in points.get_facecolors()) == 3
 

@@ -69,13 +69,25 @@ def expected_size(fraction: float, n: int) -> int:
 
 
 def slow_top(metrics: pd.DataFrame, column: str, k: int, *, highest: bool) -> list:
-    """Literal reference: sort (is NaN, signed value, table position); take the first k."""
+    """Literal reference: sort (is NaN, signed value, table position); take the first k.
+
+    By forgetting, a never-learned sample sorts as more forgettable than any learned one
+    (Toneva et al., 2019): first when highest first, after every learned sample otherwise.
+    """
+    never = (
+        metrics["never_learned"].tolist()
+        if column == "forgetting" and "never_learned" in metrics.columns
+        else [False] * len(metrics)
+    )
     rows = []
     for position, (sample_id, value) in enumerate(metrics[column].items()):
+        if never[position]:
+            rows.append((False, 0 if highest else 2, 0.0, position, sample_id))
+            continue
         missing = pd.isna(value)
         key = 0.0 if missing else (-float(value) if highest else float(value))
-        rows.append((missing, key, position, sample_id))
-    return [row[3] for row in sorted(rows)[:k]]
+        rows.append((missing, 1, key, position, sample_id))
+    return [row[-1] for row in sorted(rows)[:k]]
 
 
 # --------------------------------------------------------------------------- sizes and ranking
@@ -181,6 +193,86 @@ def test_random_is_deterministic_per_seed():
     assert len(set(first.tolist())) == 60
     # not just the head of the table
     assert set(first.tolist()) != set(metrics.index[:60])
+
+
+# --------------------------------------------------------------------------- forgetting
+
+
+def forgetting_table() -> pd.DataFrame:
+    # ids 12 and 14 were never learned: no forgetting event, yet the most forgettable
+    return pd.DataFrame(
+        {
+            "forgetting": [0, 3, 0, 1, 0, 2],
+            "never_learned": [False, False, True, False, True, False],
+            "label": [0, 0, 0, 1, 1, 1],
+        },
+        index=pd.Index([10, 11, 12, 13, 14, 15], name="id"),
+    )
+
+
+def test_never_learned_are_the_most_forgettable():
+    metrics = forgetting_table()
+    # the count alone would give [11, 15, 13] and [10, 12, 14]
+    assert select(metrics, "high_forgetting", 0.5).tolist() == [12, 14, 11]
+    assert select(metrics, "low_forgetting", 0.5).tolist() == [10, 13, 15]
+    assert select(metrics, "low_forgetting", 5 / 6).tolist() == [10, 13, 15, 11, 12]
+    assert select(metrics, "low_forgetting", 1.0).tolist() == [10, 13, 15, 11, 12, 14]
+    # the column name ranks as high_forgetting does; lowest=True as low_forgetting does
+    assert select(metrics, "forgetting", 0.5).tolist() == [12, 14, 11]
+    assert select(metrics, "high_forgetting", 0.5, lowest=True).tolist() == [10, 13, 15]
+
+
+def test_never_learned_rule_holds_balanced_in_regions_and_mixtures():
+    metrics = forgetting_table()
+    # class 0 holds 10, 11, 12 and class 1 holds 13, 14, 15: two of each
+    assert select(metrics, "high_forgetting", 4 / 6, balanced=True).tolist() == [12, 14, 11, 15]
+    assert select(metrics, "low_forgetting", 4 / 6, balanced=True).tolist() == [10, 13, 15, 11]
+    assert select_mixture(
+        metrics, {"high_forgetting": 1 / 6, "low_forgetting": 2 / 6}
+    ).tolist() == [
+        12,
+        10,
+        13,
+    ]
+    metrics["confidence"] = [0.9, 0.5, 0.1, 0.5, 0.1, 0.5]
+    metrics["variability"] = [0.0, 0.3, 0.0, 0.3, 0.0, 0.3]
+    # ambiguous region: 11, 13, 15; hard region: 12, 14
+    assert select(metrics, "low_forgetting", 2 / 6, region="ambiguous").tolist() == [13, 15]
+    assert select(metrics, "high_forgetting", 1 / 6, region="hard").tolist() == [12]
+    assert select_mixture(metrics, "50% high_forgetting in ambiguous").tolist() == [11, 15, 13]
+
+
+def test_forgetting_without_never_learned_ranks_the_count_alone():
+    metrics = forgetting_table().drop(columns="never_learned")
+    assert select(metrics, "high_forgetting", 0.5).tolist() == [11, 15, 13]
+    assert select(metrics, "low_forgetting", 0.5).tolist() == [10, 12, 14]
+    # allenai's code writes 1000 for a never-learned sample, which then ranks first as it stands
+    metrics.loc[[12, 14], "forgetting"] = 1000
+    assert select(metrics, "high_forgetting", 0.5).tolist() == [12, 14, 11]
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        [True, None, False, True, False, False],
+        ["yes", "no", "no", "no", "no", "no"],
+        [0, 2, 0, 1, 0, 0],
+    ],
+)
+def test_never_learned_that_is_not_true_or_false_is_refused(column):
+    metrics = forgetting_table()
+    metrics["never_learned"] = column
+    with pytest.raises(ValueError, match=r"^The 'never_learned' column .* True or False .*\.$"):
+        select(metrics, "high_forgetting", 0.5)
+    # other rankings do not read the column
+    assert select(metrics, "random", 0.5).size == 3
+
+
+def test_never_learned_read_back_from_csv(tmp_path):
+    path = tmp_path / "m.csv"
+    forgetting_table().to_csv(path)
+    metrics = pd.read_csv(path, index_col="id")
+    assert select(metrics, "high_forgetting", 0.5).tolist() == [12, 14, 11]
 
 
 # --------------------------------------------------------------------------- balanced

@@ -214,6 +214,43 @@ def test_colour_by_boolean_and_continuous_columns(record):
     assert "confidence" in explorer._legend_html.value
 
 
+def test_static_map_and_explorer_share_one_palette(record):
+    from matplotlib import colors as mcolors
+
+    from cartokit.plot import plot_data_map
+
+    metrics = record[0]
+    explorer = make(record, backend="svg")
+
+    def drawn(hue: str) -> dict:
+        """Value of the hue column -> hex colour of its points in the static map."""
+        fig = plot_data_map(metrics, hue=hue, marginals=False, max_points=None)
+        (points,) = [c for c in fig.axes[0].collections if c.get_gid()]
+        points.update_scalarmappable()
+        values = assign_regions(metrics) if hue == "region" else metrics[hue]
+        where = dict(zip(zip(metrics["variability"], metrics["confidence"]), values))
+        return {
+            where[(float(x), float(y))]: mcolors.to_hex(rgba).upper()
+            for (x, y), rgba in zip(points.get_offsets(), points.get_facecolors())
+        }
+
+    explorer.color_column = "region"
+    static = drawn("region")
+    assert [static[region] for region in REGIONS] == explorer._color_scale.colors[:3]
+    assert static["ambiguous"] == "#E69F00"  # was green in the static map, orange here
+    explorer.color_column = "label"
+    static = drawn("label")
+    assert [static[label] for label in range(3)] == explorer._color_scale.colors[:3]
+    # the colour of a missing value, and both ends of the numeric scale
+    assert explorer._color_scale.colors[3] == "#BBBBBB"
+    fig = plot_data_map(metrics, hue="confidence", marginals=False)
+    (points,) = [c for c in fig.axes[0].collections if c.get_gid()]
+    assert mcolors.to_hex(points.cmap.get_bad()).upper() == "#BBBBBB"
+    explorer.color_column = "confidence"
+    ends = [mcolors.to_hex(points.cmap(v)).upper() for v in (0.0, 1.0)]
+    assert ends == [explorer._color_scale.colors[0], explorer._color_scale.colors[-1]]
+
+
 def test_unknown_column_is_refused(record):
     explorer = make(record, backend="svg")
     with pytest.raises(traitlets.TraitError, match=r"'x_column' of DataMapExplorer must be one of"):

@@ -6,6 +6,9 @@ student's own training dynamics as :func:`~cartokit.fit` does. Its ``subset`` op
 part of the data, e.g. the teacher map's ambiguous third; :func:`distill_on_subsets` compares
 such subsets at an equal training budget.
 
+The module is named ``distillation`` so that no submodule shadows the function: ``ck.distill``
+is :func:`distill` whatever has been imported.
+
 Examples
 --------
 >>> import numpy as np
