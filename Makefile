@@ -26,15 +26,25 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # Debian packages for the tests: Chromium for the real-browser test, Fashion-MNIST data.
-# Installed when missing and when we may (root with apt-get); the tests that need them skip
-# with a message otherwise.
+# Installed when missing and when we may (root with apt-get). Outside CI the tests that need them
+# skip with a message; in CI (CI=true) a missing package is an error here, and a test that skips
+# for it fails the session (tests/conftest.py).
 system-deps:
 	@if command -v chromium >/dev/null && test -d /usr/share/datasets/fashion-mnist; then \
 	  :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium dataset-fashion-mnist \
-	    >/dev/null || echo "warning: apt-get could not install chromium/dataset-fashion-mnist"; \
+	  if apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      chromium dataset-fashion-mnist >/dev/null; then \
+	    :; \
+	  elif [ "$$CI" = true ]; then \
+	    echo "error: apt-get could not install chromium and dataset-fashion-mnist, which CI needs" >&2; \
+	    exit 1; \
+	  else \
+	    echo "warning: apt-get could not install chromium/dataset-fashion-mnist; tests needing them skip"; \
+	  fi; \
+	elif [ "$$CI" = true ]; then \
+	  echo "error: chromium or dataset-fashion-mnist is missing and CI cannot install them (needs root and apt-get)" >&2; \
+	  exit 1; \
 	else \
 	  echo "note: chromium or dataset-fashion-mnist missing and apt-get unavailable; tests needing them skip"; \
 	fi
@@ -45,7 +55,7 @@ demo: $(STAMP)
 	@sed -n '/^| region /,/^$$/p' runs/digits/report.md
 
 test: $(STAMP) system-deps
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -rs
 	$(VENV)/bin/ruff check cartokit tests bench
 
 lint: $(STAMP)

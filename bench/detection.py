@@ -15,21 +15,29 @@ Datasets:
   (computed once, cached on disk by :func:`cartokit.pipeline.model_data`) and a linear head,
   what a frozen encoder trains.
 
-The target of cartokit issue 5: the best single-run dynamics method is at least as good as the
+The headline method is named in advance, before any result of this bench is seen: the
+``combined`` score (the mean percentile rank of low confidence, AUM, EL2N and low correctness),
+because it is :func:`cartokit.mislabel.score_mislabeled`'s default and the ranking the review
+panel shows, so it is what a user gets without choosing. Picking the best of the 7-8 single-run
+scorers per setting and per measure after seeing their scores would flatter the single run.
+The headline (:meth:`cartokit.mislabel.DetectionBenchmark.compare`) reports that method
+against cleanlab's K-fold result; the full table of every method stands beside it.
+
+The target of cartokit issue 5, checked for the headline method only: at least as good as the
 K-fold result (AUROC and precision@k, each up to 0.005), at no more than 1/5 of its training
-compute. It is checked for two pools of single-run methods: the metrics-table methods alone
-(``dynamics``), and those plus confident learning on the same run's epoch-averaged
-probabilities (``dynamics_and_run_cleanlab``); and for two measures of compute: trainings
-(1 against K) and wall seconds (each fold trains on (K - 1) / K of the data, so about
-1 / (K - 1) at equal epochs). Prints one JSON line on stdout and readable tables on stderr.
+compute, by trainings (1 against K) and by wall seconds (each fold trains on (K - 1) / K of the
+data, so about 1 / (K - 1) at equal epochs). Prints one JSON line on stdout and readable tables
+on stderr.
 
     python bench/detection.py [--datasets digits sentiment] [--seeds 0 1 2] [--folds 5]
-                              [--epochs 20] [--sentiment-samples 3000] [--threads 1]
+                              [--epochs 20] [--digits-samples N] [--sentiment-samples 3000]
+                              [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -41,8 +49,12 @@ import pandas as pd
 import torch
 
 from cartokit import load_dataset
-from cartokit.mislabel import DYNAMICS_METHODS, benchmark_detection
+from cartokit.data import subsample
+from cartokit.mislabel import benchmark_detection
 from cartokit.transfer import model_factory
+
+#: Named before any result was seen (see the module docstring); not a command-line option.
+HEADLINE = "combined"
 
 #: Training options per dataset (the same for the single run and for every fold).
 SETTINGS = {
@@ -51,9 +63,12 @@ SETTINGS = {
 }
 
 
-def data_for(name: str, sentiment_samples: int) -> Any:
+def data_for(name: str, digits_samples: int | None, sentiment_samples: int) -> Any:
     if name == "digits":
-        return load_dataset("digits")
+        bundle = load_dataset("digits")
+        if digits_samples is None:
+            return bundle
+        return dataclasses.replace(bundle, train=subsample(bundle.train, digits_samples))
     from cartokit import pipeline
 
     # in-domain movie snippets only: the benchmark needs no out-of-distribution split
@@ -67,15 +82,16 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--digits-samples", type=int, default=None, help="default: all 1,437")
     parser.add_argument("--sentiment-samples", type=int, default=3000)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     started = time.perf_counter()
-    tables, compares, samples = [], [], {}
+    tables, samples = [], {}
     for name in args.datasets:
-        bundle = data_for(name, args.sentiment_samples)
+        bundle = data_for(name, args.digits_samples, args.sentiment_samples)
         samples[name] = len(bundle.train)
         options = SETTINGS[name]
         for seed in args.seeds:
@@ -89,7 +105,6 @@ def main() -> None:
                 seed=seed,
             )
             tables.append(result.table.assign(dataset=name, seed=seed))
-            compares.append(result.compare().reset_index().assign(dataset=name, seed=seed))
             print(f"{name} seed {seed}: done at {time.perf_counter() - started:.0f} s",
                   file=sys.stderr)  # fmt: skip
 
@@ -101,48 +116,36 @@ def main() -> None:
     spread = table.groupby(keys, sort=False)[["auroc", "precision_at_k"]].std().fillna(0.0)
 
     kfold_name = f"cleanlab ({args.folds}-fold)"
-    pools = {
-        # the metrics-table methods: confidence, AUM, forgetting, EL2N, ... and the combination
-        "dynamics": list(DYNAMICS_METHODS),
-        # ... and confident learning on the same run's epoch-averaged probabilities
-        "dynamics_and_run_cleanlab": [*DYNAMICS_METHODS, "cleanlab"],
-    }
-    target: dict[str, list[dict[str, Any]]] = {pool: [] for pool in pools}
+    headline = []
     for (dataset, setting), part in means.groupby(level=[0, 1], sort=False):
         part = part.droplevel([0, 1])
-        kfold = part.loc[kfold_name]
-        for pool, methods in pools.items():
-            single = part.loc[[m for m in methods if m in part.index]]
-            best_auroc = single["auroc"].idxmax()
-            best_precision = single["precision_at_k"].idxmax()
-            run = single.loc[best_auroc]  # every single-run method shares the same training
-            ratios = {
-                "trainings": run["trainings"] / kfold["trainings"],
-                "wall_seconds": run["train_seconds"] / kfold["train_seconds"],
-                "cpu_seconds": run["train_cpu_seconds"] / kfold["train_cpu_seconds"],
-                "sample_epochs": run["sample_epochs"] / kfold["sample_epochs"],
+        run, kfold = part.loc[HEADLINE], part.loc[kfold_name]
+        ratios = {
+            "trainings": run["trainings"] / kfold["trainings"],
+            "wall_seconds": run["train_seconds"] / kfold["train_seconds"],
+            "cpu_seconds": run["train_cpu_seconds"] / kfold["train_cpu_seconds"],
+            "sample_epochs": run["sample_epochs"] / kfold["sample_epochs"],
+        }
+        as_good = bool(
+            run["auroc"] >= kfold["auroc"] - 0.005
+            and run["precision_at_k"] >= kfold["precision_at_k"] - 0.005
+        )
+        headline.append(
+            {
+                "dataset": dataset,
+                "setting": setting,
+                "flipped": int(kfold["flipped"]),
+                "method": HEADLINE,
+                "auroc": round(float(run["auroc"]), 4),
+                "kfold_auroc": round(float(kfold["auroc"]), 4),
+                "precision_at_k": round(float(run["precision_at_k"]), 4),
+                "kfold_precision_at_k": round(float(kfold["precision_at_k"]), 4),
+                "as_good": as_good,
+                "compute_ratio": {k: round(float(v), 3) for k, v in ratios.items()},
+                "met_by_trainings": bool(as_good and ratios["trainings"] <= 0.2 + 1e-9),
+                "met_by_wall_seconds": bool(as_good and ratios["wall_seconds"] <= 0.2),
             }
-            as_good = bool(
-                single.loc[best_auroc, "auroc"] >= kfold["auroc"] - 0.005
-                and single.loc[best_precision, "precision_at_k"] >= kfold["precision_at_k"] - 0.005
-            )
-            target[pool].append(
-                {
-                    "dataset": dataset,
-                    "setting": setting,
-                    "flipped": int(kfold["flipped"]),
-                    "best_auroc_method": best_auroc,
-                    "auroc": round(float(single.loc[best_auroc, "auroc"]), 4),
-                    "kfold_auroc": round(float(kfold["auroc"]), 4),
-                    "best_precision_method": best_precision,
-                    "precision_at_k": round(float(single.loc[best_precision, "precision_at_k"]), 4),
-                    "kfold_precision_at_k": round(float(kfold["precision_at_k"]), 4),
-                    "as_good": as_good,
-                    "compute_ratio": {k: round(float(v), 3) for k, v in ratios.items()},
-                    "met_by_trainings": bool(as_good and ratios["trainings"] <= 0.2 + 1e-9),
-                    "met_by_wall_seconds": bool(as_good and ratios["wall_seconds"] <= 0.2),
-                }
-            )
+        )
 
     results = [
         {
@@ -179,25 +182,21 @@ def main() -> None:
             "torch": torch.__version__,
         },
         "seconds": round(time.perf_counter() - started, 1),
+        "headline_method": HEADLINE,
+        "headline": headline,
+        "target_met_by_trainings": all(h["met_by_trainings"] for h in headline),
+        "target_met_by_wall_seconds": all(h["met_by_wall_seconds"] for h in headline),
         "results": results,
-        "target": target,
-        "target_met_by_trainings": {
-            pool: all(t["met_by_trainings"] for t in rows) for pool, rows in target.items()
-        },
-        "target_met_by_wall_seconds": {
-            pool: all(t["met_by_wall_seconds"] for t in rows) for pool, rows in target.items()
-        },
     }
     print(json.dumps(record))
 
     with pd.option_context("display.width", 200, "display.max_rows", 200):
         shown = means[["auroc", "precision_at_k", "trainings", "train_seconds", "sample_epochs"]]
         print(shown.round(3).to_string(), file=sys.stderr)
-        for pool, rows in target.items():
-            frame = pd.DataFrame(rows)
-            frame["wall_ratio"] = [r["compute_ratio"]["wall_seconds"] for r in rows]
-            print(f"\nbest of {pool}:", file=sys.stderr)
-            print(frame.drop(columns="compute_ratio").to_string(), file=sys.stderr)
+        frame = pd.DataFrame(headline)
+        frame["wall_ratio"] = [h["compute_ratio"]["wall_seconds"] for h in headline]
+        print(f"\nheadline: {HEADLINE} (named in advance) against {kfold_name}:", file=sys.stderr)
+        print(frame.drop(columns="compute_ratio").to_string(), file=sys.stderr)
 
 
 if __name__ == "__main__":

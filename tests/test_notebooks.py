@@ -11,7 +11,9 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 from notebook_cells import NOTEBOOK_DIR, code_cells, load, python_of, source
@@ -127,11 +129,59 @@ def test_check_cells_assert_the_key_results():
     texts = {
         name: [source(c) for c in code_cells(load(name)) if CHECK in source(c)] for name in NAMES
     }
-    assert any("counts.sum() == len(metrics)" in t for t in texts["02_map"])
+    assert any("in_hard >= 2 * elsewhere" in t for t in texts["02_map"])
+    assert any(
+        "more_variable" in t and "int(s.fraction * n + 0.5)" in t for t in texts["03_select"]
+    )
     assert any("list(table.index) == list(run.subsets)" in t for t in texts["04_retrain"])
     assert any("above_chance" in t for t in texts["04_retrain"])
     for cells in texts.values():  # invariants are asserted too, so papermill runs stop on them
         assert all("assert " in t for t in cells)
+
+
+def check_cell(name: str) -> str:
+    (text,) = [source(c) for c in code_cells(load(name)) if source(c).startswith(CHECK)]
+    return text
+
+
+def test_the_map_check_fails_when_the_flipped_labels_are_not_in_the_hard_region(capsys):
+    rng = np.random.default_rng(0)
+    region = pd.Series(rng.choice(["easy", "ambiguous", "hard"], size=600))
+    flipped = (region == "hard") & (rng.random(600) < 0.5)
+    exec(check_cell("02_map"), {"metrics": pd.DataFrame({"region": region, "flipped": flipped})})
+    assert capsys.readouterr().out == "flipped labels gather in the hard region: True\n"
+    scattered = pd.DataFrame({"region": region, "flipped": rng.random(600) < 0.1})
+    with pytest.raises(AssertionError, match=r"flipped: .* of hard, .* elsewhere"):
+        exec(check_cell("02_map"), {"metrics": scattered})
+    exec(check_cell("02_map"), {"metrics": pd.DataFrame({"region": region})})  # nothing flipped
+    assert capsys.readouterr().out == "no flipped labels to look for\n"
+
+
+def test_the_selection_check_fails_on_a_wrong_size_or_a_wrong_ranking(capsys):
+    rng = np.random.default_rng(0)
+    metrics = pd.DataFrame(
+        {"confidence": rng.random(200), "variability": rng.random(200) / 2, "label": [0, 1] * 100}
+    )
+    subsets = pipeline.build_subsets(
+        metrics, selectors=["full", "random", "ambiguous"], fractions=[0.33, 0.125],
+        mixtures=["10% ambiguous + 5% easy"],
+    )  # fmt: skip
+    run = SimpleNamespace(metrics=metrics)
+    exec(check_cell("03_select"), {"run": run, "subsets": subsets})
+    assert capsys.readouterr().out.endswith("random: True\n")
+    # ranked the wrong way round: the least variable third
+    least = metrics.nsmallest(66, "variability").index.to_numpy()
+    wrong_way = {
+        **subsets,
+        "ambiguous 33%": pipeline.Subset("ambiguous 33%", "ambiguous", 0.33, least),
+    }
+    with pytest.raises(AssertionError, match="not more variable than the random one"):
+        exec(check_cell("03_select"), {"run": run, "subsets": wrong_way})
+    # one sample short: 0.125 x 200 = 25
+    short = subsets["random 12.5%"]
+    cut = {**subsets, short.name: pipeline.Subset(short.name, "random", 0.125, short.ids[:-1])}
+    with pytest.raises(AssertionError, match="does not have its exact size"):
+        exec(check_cell("03_select"), {"run": run, "subsets": cut})
 
 
 # ------------------------------------------------------------------------------ a real run

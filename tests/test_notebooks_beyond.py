@@ -58,6 +58,18 @@ def test_thin_stripped_and_colab_ready(name):
     assert source(checks).count("assert ") >= 5 and 'print("checks passed")' in source(checks)
 
 
+def test_checks_assert_the_claims_not_what_holds_by_construction():
+    """05: the headline detector beats a random ranking; 06: the small map chooses much as the
+    large model's own map does (overlap above chance)."""
+    checks_05 = source(code_cells(load("05_mislabels"))[-1])
+    assert 'benchmark.table["method"] == "combined"' in checks_05
+    assert '(headline["precision_at_k"] > share' in checks_05
+    assert "trainings_ratio" not in checks_05  # 1 / folds by construction
+    checks_06 = source(code_cells(load("06_transfer_and_distill"))[-1])
+    assert "by_chance = fraction / (2 - fraction)" in checks_06
+    assert 'agreement.jaccard["ambiguous"] > 1.5 * by_chance' in checks_06
+
+
 # ------------------------------------------------------------------------------ runs
 
 
