@@ -60,7 +60,7 @@ def _input_files(path: str) -> list[Path]:
 
 def _check_output(output: str, inputs: list[Path]) -> None:
     """Refuse, before any work, an output path that writing would destroy or cannot take."""
-    from cartokit._validation import check_output_file
+    from cartokit._files import check_output_file
 
     target = check_output_file(output)
     if target.exists():
@@ -170,7 +170,7 @@ def _read_metrics_csv(path: str):  # noqa: ANN202 - pandas is imported lazily
 
 
 def _cmd_select(args: argparse.Namespace) -> None:
-    from cartokit._validation import atomic_write
+    from cartokit._files import atomic_write
     from cartokit.regions import Thresholds
     from cartokit.selection import select, select_mixture
 

@@ -15,7 +15,8 @@ import time
 
 import numpy as np
 
-from cartokit._validation import check_int, check_output_folder, write_marker
+from cartokit._files import check_output_folder, write_marker
+from cartokit._validation import check_int
 
 __all__ = ["run_demo"]
 

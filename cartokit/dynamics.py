@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from cartokit._validation import atomic_write, check_ids, check_labels, first_few
+from cartokit._files import atomic_write
+from cartokit._validation import check_ids, check_labels, first_few
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "TrainingDynamics"]
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "TrainingDynamics", "pred_dtype"]
 
 FORMAT_NAME = "cartokit-dynamics"
 FORMAT_VERSION = 1
@@ -24,7 +25,7 @@ FORMAT_VERSION = 1
 _STAT_DTYPES = {"gold_prob": np.float32, "margin": np.float32, "sq_error": np.float32}
 
 
-def _pred_dtype(num_classes: int) -> type[np.integer]:
+def pred_dtype(num_classes: int) -> type[np.integer]:
     # The predicted label is one of the 16 bytes budgeted per sample-epoch; most tasks have
     # fewer than 128 classes, so it usually costs one byte.
     if num_classes <= np.iinfo(np.int8).max:
@@ -210,7 +211,7 @@ class TrainingDynamics:
         self.sq_error = np.asarray(sq_error, dtype=np.float32)
         # Checked before the cast to the narrow pred dtype, which would wrap 300 to 44.
         pred = _check_pred_dtype(np.asarray(pred), caller=caller)
-        self.pred = pred.astype(_pred_dtype(self.num_classes), copy=False)
+        self.pred = pred.astype(pred_dtype(self.num_classes), copy=False)
         if class_names is not None:
             class_names = [str(c) for c in class_names]
             if len(class_names) != self.num_classes:

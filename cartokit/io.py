@@ -29,7 +29,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from cartokit._validation import atomic_write, first_few
+from cartokit._files import atomic_write
+from cartokit._validation import first_few
 from cartokit.dynamics import TrainingDynamics
 
 __all__ = [

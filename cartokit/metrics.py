@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from cartokit.dynamics import TrainingDynamics
 
 __all__ = [
+    "CHUNK_ROWS",
     "aleatoric",
     "area_under_margin",
     "checkpoint_stats",
@@ -45,7 +46,7 @@ __all__ = [
 ]
 
 #: Rows per chunk when reducing a whole epoch of logits, to bound temporary memory.
-_CHUNK_ROWS = 1 << 16
+CHUNK_ROWS = 1 << 16
 
 
 def checkpoint_stats(
@@ -81,9 +82,9 @@ def checkpoint_stats(
 
     outs = [], [], [], []
     labels = labels.long()
-    for start in range(0, logits.shape[0], _CHUNK_ROWS):
-        x = logits[start : start + _CHUNK_ROWS].float()
-        y = labels[start : start + _CHUNK_ROWS, None]
+    for start in range(0, logits.shape[0], CHUNK_ROWS):
+        x = logits[start : start + CHUNK_ROWS].float()
+        y = labels[start : start + CHUNK_ROWS, None]
         # A hand-written, max-shifted softmax rather than log_softmax/logsumexp: the same
         # numbers, several times faster on the CPU for few classes, and the exponentials
         # are shared by the log-normaliser and the probabilities.

@@ -54,12 +54,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from cartokit._validation import (
-    atomic_write,
-    check_output_folder,
-    marker_kind,
-    write_marker,
-)
+from cartokit._files import atomic_write, check_output_folder, marker_kind, write_marker
 from cartokit.data import DATASETS, HUB_DATASETS, DataBundle, Split, add_label_noise, load_dataset
 from cartokit.data import subsample as _subsample
 from cartokit.regions import REGIONS, Thresholds, assign_regions, region_counts

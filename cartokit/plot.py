@@ -34,6 +34,7 @@ from matplotlib.figure import Figure, SubFigure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+from cartokit._files import atomic_write
 from cartokit._style import (
     BAR_COLOR,
     CONTINUOUS_COLORS,
@@ -42,9 +43,9 @@ from cartokit._style import (
     REGION_LABELS,
     category_colors,
 )
-from cartokit._validation import atomic_write, check_int, first_few
+from cartokit._validation import check_int, first_few
 from cartokit.dynamics import TrainingDynamics
-from cartokit.regions import REGIONS, Thresholds, _check_thresholds, assign_regions
+from cartokit.regions import REGIONS, Thresholds, assign_regions
 
 __all__ = ["SAVE_FORMATS", "plot_data_map", "plot_data_map_by_class", "plot_trajectories"]
 
@@ -620,7 +621,7 @@ def plot_data_map(
         )  # fmt: skip
     metrics = _check_metrics(metrics, caller=caller)
     x, y, hue = _check_columns(metrics, x, y, hue, caller=caller)
-    thresholds = _check_thresholds(thresholds, caller=caller)
+    thresholds = Thresholds.coerce(thresholds, caller=caller)
     max_points = (
         None
         if max_points is None
@@ -767,7 +768,7 @@ def plot_data_map_by_class(
             f"The 'by' parameter of {caller} must be a column of the metrics table. "
             f"Got {by!r} instead. Available columns: {list(metrics.columns)}."
         )
-    thresholds = _check_thresholds(thresholds, caller=caller)
+    thresholds = Thresholds.coerce(thresholds, caller=caller)
     max_points = (
         None
         if max_points is None

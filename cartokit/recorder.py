@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from cartokit._validation import check_ids, check_int, first_few
-from cartokit.dynamics import TrainingDynamics, _pred_dtype
-from cartokit.metrics import _CHUNK_ROWS, checkpoint_stats
+from cartokit.dynamics import TrainingDynamics, pred_dtype
+from cartokit.metrics import CHUNK_ROWS, checkpoint_stats
 
 __all__ = ["DynamicsRecorder"]
 
@@ -409,13 +409,13 @@ class DynamicsRecorder:
             "gold_prob": np.empty(n, dtype=np.float32),
             "margin": np.empty(n, dtype=np.float32),
             "sq_error": np.empty(n, dtype=np.float32),
-            "pred": np.empty(n, dtype=_pred_dtype(self.num_classes)),
+            "pred": np.empty(n, dtype=pred_dtype(self.num_classes)),
         }
         if self._logits_buf is not None:
             labels = self._label_buf.clamp(0, self.num_classes - 1)  # type: ignore[union-attr]
             finite_np = np.empty(n, dtype=bool)
-            for start in range(0, n, _CHUNK_ROWS):
-                rows = slice(start, start + _CHUNK_ROWS)
+            for start in range(0, n, CHUNK_ROWS):
+                rows = slice(start, start + CHUNK_ROWS)
                 chunk = self._logits_buf[rows]
                 for key, value in zip(record, checkpoint_stats(chunk, labels[rows])):
                     record[key][rows] = value.cpu().numpy()

@@ -10,14 +10,21 @@ editable cut points.
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["REGIONS", "Thresholds", "assign_regions", "region_counts"]
+from cartokit._validation import check_metrics_frame, is_real, show
+
+__all__ = [
+    "REGIONS",
+    "Thresholds",
+    "assign_regions",
+    "map_coordinates",
+    "region_codes",
+    "region_counts",
+]
 
 REGIONS: tuple[str, str, str] = ("easy", "ambiguous", "hard")
 """Region names in their fixed order: easy-to-learn, ambiguous, hard-to-learn."""
@@ -28,18 +35,6 @@ _REGION_COLUMNS = ("confidence", "variability")
 # Upper end of each threshold's valid range; the lower end is 0 for all three. The population
 # std of values in [0, 1] is at most 0.5, so a larger variability cut could never be reached.
 _UPPER = {"ambiguous_variability": 0.5, "easy_confidence": 1.0, "hard_confidence": 1.0}
-
-
-def _show(value: Any) -> str:
-    """Format a user-supplied value for an error message (``1.5``, not ``np.float64(1.5)``)."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    return repr(value)
-
-
-def _is_real(value: Any) -> bool:
-    """Whether ``value`` is a real number; bools are not, although Python says they are ints."""
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
 @dataclass
@@ -113,51 +108,46 @@ class Thresholds:
         for name, upper in _UPPER.items():
             value = getattr(self, name)
             expected = f"The {name!r} threshold must be a float in the range [0, {upper:g}]."
-            if not _is_real(value):
+            if not is_real(value):
                 raise TypeError(
-                    f"{expected} Got {_show(value)} of type {type(value).__name__} instead."
+                    f"{expected} Got {show(value)} of type {type(value).__name__} instead."
                 )
             if not 0.0 <= value <= upper:  # also rejects NaN
-                raise ValueError(f"{expected} Got {_show(value)} instead.")
+                raise ValueError(f"{expected} Got {show(value)} instead.")
         if self.hard_confidence > self.easy_confidence:
             raise ValueError(
-                f"hard_confidence ({_show(self.hard_confidence)}) must not exceed "
-                f"easy_confidence ({_show(self.easy_confidence)}); lower hard_confidence or "
+                f"hard_confidence ({show(self.hard_confidence)}) must not exceed "
+                f"easy_confidence ({show(self.easy_confidence)}); lower hard_confidence or "
                 "raise easy_confidence."
             )
 
+    @classmethod
+    def coerce(cls, thresholds: Thresholds | None, *, caller: str) -> Thresholds:
+        """Valid thresholds from a parameter: the defaults for ``None``, else the argument
+        checked by :meth:`validate`. Every function that takes ``thresholds=`` calls this.
 
-def _check_thresholds(thresholds: Thresholds | None, *, caller: str) -> Thresholds:
-    """Return valid thresholds: the defaults for ``None``, else the validated argument."""
-    if thresholds is None:
-        return Thresholds()
-    if not isinstance(thresholds, Thresholds):
-        raise TypeError(
-            f"The 'thresholds' parameter of {caller} must be a Thresholds instance or None. "
-            f"Got {type(thresholds).__name__} instead."
-        )
-    thresholds.validate()
-    return thresholds
+        >>> Thresholds.coerce(None, caller="select")
+        Thresholds(ambiguous_variability=0.2, easy_confidence=0.7, hard_confidence=0.3)
+        >>> Thresholds.coerce(0.2, caller="select")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        TypeError: The 'thresholds' parameter of select must be a Thresholds instance or None...
+        """
+        if thresholds is None:
+            return cls()
+        if not isinstance(thresholds, Thresholds):
+            raise TypeError(
+                f"The 'thresholds' parameter of {caller} must be a Thresholds instance or None. "
+                f"Got {type(thresholds).__name__} instead."
+            )
+        thresholds.validate()
+        return thresholds
 
 
-def _check_metrics_frame(metrics: Any, *, caller: str) -> pd.DataFrame:
-    if not isinstance(metrics, pd.DataFrame):
-        raise TypeError(
-            f"The 'metrics' parameter of {caller} must be a pandas DataFrame, such as the "
-            f"output of compute_metrics. Got {type(metrics).__name__} instead."
-        )
-    return metrics
-
-
-def _region_inputs(metrics: pd.DataFrame, *, caller: str) -> tuple[np.ndarray, np.ndarray]:
-    """Validate and return the ``confidence`` and ``variability`` columns as float arrays."""
-    _check_metrics_frame(metrics, caller=caller)
-    missing = [c for c in _REGION_COLUMNS if c not in metrics.columns]
-    if missing:
-        raise ValueError(
-            f"{caller} needs the columns {list(_REGION_COLUMNS)} of the metrics table; "
-            f"missing: {missing}. Available columns: {list(metrics.columns)}."
-        )
+def map_coordinates(metrics: pd.DataFrame, *, caller: str) -> tuple[np.ndarray, np.ndarray]:
+    """The ``confidence`` and ``variability`` columns of a metrics table as float64 arrays (NaN
+    where missing), checked: the coordinates of every sample on the data map."""
+    check_metrics_frame(metrics, caller=caller, columns=_REGION_COLUMNS)
     arrays = []
     for column in _REGION_COLUMNS:
         series = metrics[column]
@@ -171,10 +161,16 @@ def _region_inputs(metrics: pd.DataFrame, *, caller: str) -> tuple[np.ndarray, n
     return arrays[0], arrays[1]
 
 
-def _region_codes(
+def region_codes(
     confidence: np.ndarray, variability: np.ndarray, thresholds: Thresholds
 ) -> np.ndarray:
-    """Region code per sample (positions in ``REGIONS``; -1 where an input is NaN)."""
+    """Region code per sample: its position in ``REGIONS`` (0 easy, 1 ambiguous, 2 hard), -1
+    where an input is NaN. The rule of :class:`Thresholds`, on plain arrays (already checked):
+    the fast path of the live explorer, which recolours on every slider move.
+
+    >>> region_codes(np.array([0.9, 0.5, 0.1]), np.array([0.0, 0.3, 0.0]), Thresholds()).tolist()
+    [0, 1, 2]
+    """
     codes = np.full(confidence.shape, _AMBIGUOUS, dtype=np.int8)
     steady = variability < thresholds.ambiguous_variability
     # hard first, then easy over it, so that easy wins when the two cuts coincide
@@ -227,9 +223,9 @@ def assign_regions(metrics: pd.DataFrame, thresholds: Thresholds | None = None) 
     >>> assign_regions(metrics, Thresholds(easy_confidence=0.5)).tolist()
     ['easy', 'ambiguous', 'hard', 'easy']
     """
-    thresholds = _check_thresholds(thresholds, caller="assign_regions")
-    confidence, variability = _region_inputs(metrics, caller="assign_regions")
-    return _as_region_series(_region_codes(confidence, variability, thresholds), metrics.index)
+    thresholds = Thresholds.coerce(thresholds, caller="assign_regions")
+    confidence, variability = map_coordinates(metrics, caller="assign_regions")
+    return _as_region_series(region_codes(confidence, variability, thresholds), metrics.index)
 
 
 def _codes_of_region_series(regions: pd.Series) -> np.ndarray:
@@ -239,7 +235,7 @@ def _codes_of_region_series(regions: pd.Series) -> np.ndarray:
         return regions.cat.codes.to_numpy()
     unknown = pd.unique(regions[~(regions.isin(REGIONS) | regions.isna())])
     if len(unknown):
-        shown = ", ".join(_show(v) for v in unknown[:5])
+        shown = ", ".join(show(v) for v in unknown[:5])
         raise ValueError(
             f"region_counts got region names [{shown}] that are not in REGIONS "
             f"{list(REGIONS)}. Pass the output of assign_regions, or the metrics table."
@@ -304,14 +300,14 @@ def region_counts(
     """
     if isinstance(regions_or_metrics, pd.DataFrame):
         metrics = regions_or_metrics
-        thresholds = _check_thresholds(thresholds, caller="region_counts")
+        thresholds = Thresholds.coerce(thresholds, caller="region_counts")
         if by is not None and by not in metrics.columns:
             raise ValueError(
                 f"The 'by' parameter of region_counts must be a column of the metrics table. "
-                f"Got {_show(by)} instead. Available columns: {list(metrics.columns)}."
+                f"Got {show(by)} instead. Available columns: {list(metrics.columns)}."
             )
-        confidence, variability = _region_inputs(metrics, caller="region_counts")
-        codes = _region_codes(confidence, variability, thresholds)
+        confidence, variability = map_coordinates(metrics, caller="region_counts")
+        codes = region_codes(confidence, variability, thresholds)
         groups = None if by is None else metrics[by]
     elif isinstance(regions_or_metrics, pd.Series):
         if thresholds is not None:

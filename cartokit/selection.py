@@ -32,16 +32,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cartokit.regions import (
-    REGIONS,
-    Thresholds,
-    _check_metrics_frame,
-    _check_thresholds,
-    _is_real,
-    _region_codes,
-    _region_inputs,
-    _show,
-)
+from cartokit._validation import check_metrics_frame, is_real, show
+from cartokit.regions import REGIONS, Thresholds, map_coordinates, region_codes
 
 __all__ = [
     "RANDOM",
@@ -109,12 +101,12 @@ def _smallest_fraction(n: int) -> str:
 
 def _check_fraction(fraction: Any, *, subject: str) -> float:
     expected = f"{subject} must be a float in the range (0, 1]."
-    if not _is_real(fraction):
+    if not is_real(fraction):
         raise TypeError(
-            f"{expected} Got {_show(fraction)} of type {type(fraction).__name__} instead."
+            f"{expected} Got {show(fraction)} of type {type(fraction).__name__} instead."
         )
     if not 0.0 < fraction <= 1.0:  # also rejects NaN
-        raise ValueError(f"{expected} Got {_show(fraction)} instead.")
+        raise ValueError(f"{expected} Got {show(fraction)} instead.")
     return float(fraction)
 
 
@@ -125,7 +117,7 @@ def _size(fraction: float, n: int, *, subject: str) -> int:
     k = _round_half_up(fraction * n)
     if k == 0:
         raise ValueError(
-            f"{subject} is too small: {_show(fraction)} of {n} samples rounds to 0. "
+            f"{subject} is too small: {show(fraction)} of {n} samples rounds to 0. "
             f"Use a fraction of at least {_smallest_fraction(n)} to select one sample."
         )
     return k
@@ -146,7 +138,7 @@ def _resolve_by(
         )
     if lowest is not None and not isinstance(lowest, (bool, np.bool_)):
         raise TypeError(
-            f"The 'lowest' parameter must be a bool or None. Got {_show(lowest)} instead."
+            f"The 'lowest' parameter must be a bool or None. Got {show(lowest)} instead."
         )
     if by == RANDOM:
         if lowest is not None:
@@ -216,19 +208,19 @@ def _check_region(region: Any, *, subject: str) -> int | None:
         return None
     if not isinstance(region, str) or region not in REGIONS:
         raise ValueError(
-            f"{subject} must be one of {list(REGIONS)} or None. Got {_show(region)} instead."
+            f"{subject} must be one of {list(REGIONS)} or None. Got {show(region)} instead."
         )
     return REGIONS.index(region)
 
 
 def _check_optional_thresholds(thresholds: Any, *, caller: str) -> Thresholds | None:
-    return None if thresholds is None else _check_thresholds(thresholds, caller=caller)
+    return None if thresholds is None else Thresholds.coerce(thresholds, caller=caller)
 
 
 def _check_flag(value: Any, name: str, *, caller: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(
-            f"The {name!r} parameter of {caller} must be a bool. Got {_show(value)} instead."
+            f"The {name!r} parameter of {caller} must be a bool. Got {show(value)} instead."
         )
     return bool(value)
 
@@ -238,7 +230,7 @@ def _check_seed(seed: Any, *, caller: str) -> int | None:
         isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer))
     ):
         raise TypeError(
-            f"The 'seed' parameter of {caller} must be an int or None. Got {_show(seed)} instead."
+            f"The 'seed' parameter of {caller} must be an int or None. Got {show(seed)} instead."
         )
     if seed is not None and seed < 0:  # numpy's generators take seeds >= 0 only
         raise ValueError(
@@ -269,8 +261,8 @@ def _label_codes(metrics: pd.DataFrame, *, caller: str) -> np.ndarray:
 def _region_code_array(
     metrics: pd.DataFrame, thresholds: Thresholds | None, caller: str
 ) -> np.ndarray:
-    confidence, variability = _region_inputs(metrics, caller=caller)
-    return _region_codes(confidence, variability, thresholds or Thresholds())
+    confidence, variability = map_coordinates(metrics, caller=caller)
+    return region_codes(confidence, variability, thresholds or Thresholds())
 
 
 # --------------------------------------------------------------------------- ranking
@@ -432,7 +424,7 @@ def select(
     ['y', 'x']
     """
     caller = "select"
-    _check_metrics_frame(metrics, caller=caller)
+    check_metrics_frame(metrics, caller=caller)
     values, highest = _resolve_by(metrics, by, lowest, subject=f"The 'by' parameter of {caller}")
     region_code = _check_region(region, subject=f"The 'region' parameter of {caller}")
     if fraction is None:
@@ -466,7 +458,7 @@ def select(
         if k > len(pool):
             raise ValueError(
                 f"The {region!r} region holds {len(pool)} samples, fewer than the {k} that "
-                f"fraction={_show(fraction)} of {n} asks for. Lower fraction, pass "
+                f"fraction={show(fraction)} of {n} asks for. Lower fraction, pass "
                 "fraction=None to take the whole region, or change thresholds."
             )
     rng = np.random.default_rng(seed)
@@ -537,7 +529,7 @@ def parse_mixture(text: str) -> dict[str, float]:
             )
             raise ValueError(
                 f"The mixture piece {piece!r} must have a fraction in the range (0, 1]. "
-                f"Got {_show(fraction)} instead.{hint}"
+                f"Got {show(fraction)} instead.{hint}"
             )
         name = " ".join(match["name"].split())
         if name in parts:
@@ -611,7 +603,7 @@ def select_mixture(
     ['c', 'a', 'd']
     """
     caller = "select_mixture"
-    _check_metrics_frame(metrics, caller=caller)
+    check_metrics_frame(metrics, caller=caller)
     if isinstance(parts, str):
         parts = parse_mixture(parts)
     elif not isinstance(parts, Mapping):
@@ -625,7 +617,7 @@ def select_mixture(
     resolved = []
     for name, fraction in parts.items():
         if not isinstance(name, str):
-            raise TypeError(f"The part names of {caller} must be str. Got {_show(name)} instead.")
+            raise TypeError(f"The part names of {caller} must be str. Got {show(name)} instead.")
         subject = f"The fraction of part {name!r} of {caller}"
         fraction = _check_fraction(fraction, subject=subject)
         by, region = _split_part(name)
@@ -634,7 +626,7 @@ def select_mixture(
         resolved.append((name, fraction, values, highest, region_code))
     total = sum(part[1] for part in resolved)
     if total > 1.0 + 1e-9:
-        shown = " + ".join(_show(part[1]) for part in resolved)
+        shown = " + ".join(show(part[1]) for part in resolved)
         raise ValueError(
             f"The fractions of {caller} must sum to at most 1. Got {shown} = {total:.6g} instead."
         )
@@ -663,7 +655,7 @@ def select_mixture(
                 "left" if region_code is None else f"left in the {REGIONS[region_code]!r} region"
             )
             raise ValueError(
-                f"The part {name!r} of {caller} asks for {k} samples ({_show(fraction)} of {n}), "
+                f"The part {name!r} of {caller} asks for {k} samples ({show(fraction)} of {n}), "
                 f"but only {len(pool)} are {where} after the earlier parts. Lower its fraction "
                 "or change thresholds."
             )
@@ -689,7 +681,7 @@ def _as_ids(ids: Any, *, caller: str) -> np.ndarray:
 
 def _first_few(values: np.ndarray, count: int = 5) -> str:
     """``[7, 9]``: the first few values, shown plainly for an error message."""
-    return "[" + ", ".join(_show(v) for v in values[:count]) + "]"
+    return "[" + ", ".join(show(v) for v in values[:count]) + "]"
 
 
 def _positions_in(index: pd.Index, ids: np.ndarray, *, caller: str, where: str) -> np.ndarray:

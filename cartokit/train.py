@@ -72,8 +72,9 @@ from torch.utils.data import (
 )
 from tqdm.auto import tqdm
 
+from cartokit._files import atomic_write
 from cartokit._torch_data import IndexedDataset
-from cartokit._validation import atomic_write, check_int, check_labels, first_few
+from cartokit._validation import check_int, check_labels, first_few
 from cartokit.recorder import DynamicsRecorder
 
 if TYPE_CHECKING:

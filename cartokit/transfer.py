@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from cartokit._validation import check_int
-from cartokit.regions import REGIONS, Thresholds, _check_thresholds, _region_codes, _region_inputs
+from cartokit.regions import REGIONS, Thresholds, map_coordinates, region_codes
 
 if TYPE_CHECKING:
     from torch import nn
@@ -163,9 +163,9 @@ def map_agreement(
         constant = both.sum() < 2 or np.ptp(x[both]) == 0 or np.ptp(y[both]) == 0
         rho[column] = np.nan if constant else float(spearmanr(x[both], y[both]).statistic)
 
-    thresholds = _check_thresholds(thresholds, caller=caller)
-    codes_a = _region_codes(*_region_inputs(a, caller=caller), thresholds)
-    codes_b = _region_codes(*_region_inputs(b, caller=caller), thresholds)
+    thresholds = Thresholds.coerce(thresholds, caller=caller)
+    codes_a = region_codes(*map_coordinates(a, caller=caller), thresholds)
+    codes_b = region_codes(*map_coordinates(b, caller=caller), thresholds)
     names = list(REGIONS)
     if (codes_a < 0).any() or (codes_b < 0).any():
         names.append("unassigned")

@@ -36,8 +36,8 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
     ) from err
 
 from cartokit._style import CONTINUOUS_COLORS, MISSING_COLOR, REGION_COLORS, category_colors
-from cartokit.regions import REGIONS, Thresholds, _check_metrics_frame, _region_codes
-from cartokit.regions import _region_inputs as _region_arrays
+from cartokit._validation import check_metrics_frame
+from cartokit.regions import REGIONS, Thresholds, map_coordinates, region_codes
 
 __all__ = ["DataMapExplorer"]
 
@@ -220,8 +220,8 @@ class DataMapExplorer(widgets.VBox):
         caller = "DataMapExplorer"
         super().__init__(**kwargs)
         self._busy = True  # observers stay quiet until the widget is built
-        _check_metrics_frame(metrics, caller=caller)
-        self._conf, self._var = _region_arrays(metrics, caller=caller)
+        check_metrics_frame(metrics, caller=caller)
+        self._conf, self._var = map_coordinates(metrics, caller=caller)
         if "label" not in metrics.columns:
             raise ValueError(
                 f"{caller} needs a 'label' column in the metrics table (as compute_metrics "
@@ -298,7 +298,7 @@ class DataMapExplorer(widgets.VBox):
         self._build_figure()
         self._build_controls()
         self._busy = False
-        self._codes = _region_codes(self._conf, self._var, self.thresholds)
+        self._codes = region_codes(self._conf, self._var, self.thresholds)
         self._recount()
         self._refresh_axes()
         self._refresh_counts()
@@ -389,7 +389,7 @@ class DataMapExplorer(widgets.VBox):
 
         Returns the path written. Read it back with ``pandas.read_csv(path)["id"]``.
         """
-        from cartokit._validation import atomic_write
+        from cartokit._files import atomic_write
 
         ids = self.ids_of(which)
         path = Path(path)
@@ -845,7 +845,7 @@ class DataMapExplorer(widgets.VBox):
 
     # ================================================================ refreshing
     def _refresh_regions(self) -> None:
-        self._codes = _region_codes(self._conf, self._var, self.thresholds)
+        self._codes = region_codes(self._conf, self._var, self.thresholds)
         self._recount()
         self._refresh_counts()
         if "region" in (self.x_column, self.y_column) or self.filter_column == "region":

@@ -278,7 +278,7 @@ def test_checkpoint_stats_chunks_agree(monkeypatch):
     x = torch.tensor(rng.normal(size=(11, 4)), dtype=torch.float32)
     y = torch.tensor(rng.integers(0, 4, size=11))
     whole = checkpoint_stats(x, y)
-    monkeypatch.setattr(metrics_module, "_CHUNK_ROWS", 3)
+    monkeypatch.setattr(metrics_module, "CHUNK_ROWS", 3)
     chunked = checkpoint_stats(x, y)
     for a, b in zip(whole, chunked):
         assert a.shape == (11,)
@@ -598,7 +598,7 @@ def test_first_learned_epoch_counts_from_recorded_checkpoints():
         (
             {"burn_in": 1.5},
             TypeError,
-            r"The 'burn_in' parameter of compute_metrics must be an int\. "
+            r"The 'burn_in' parameter of compute_metrics must be an int >= 0\. "
             r"Got 1\.5 of type float instead\.",
         ),
         (

@@ -19,7 +19,7 @@ import pytest
 from notebook_cells import NOTEBOOK_DIR
 
 from cartokit import TrainingDynamics, compute_metrics, select, select_mixture
-from cartokit._validation import atomic_write, write_marker
+from cartokit._files import atomic_write, write_marker
 from cartokit.cli import main
 from cartokit.io import write_allenai, write_metrics_csv
 from cartokit.pipeline import NOTEBOOKS

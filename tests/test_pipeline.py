@@ -15,7 +15,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from cartokit import REGIONS, Thresholds, pipeline, select, select_mixture
-from cartokit._validation import write_marker
+from cartokit._files import write_marker
 from cartokit.cli import main
 from cartokit.data import Split, load_digits
 from cartokit.pipeline import (

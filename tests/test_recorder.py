@@ -162,8 +162,8 @@ def test_buffer_mode_reduces_in_chunks(monkeypatch):
     import cartokit.metrics
     import cartokit.recorder
 
-    monkeypatch.setattr(cartokit.recorder, "_CHUNK_ROWS", 3)
-    monkeypatch.setattr(cartokit.metrics, "_CHUNK_ROWS", 3)
+    monkeypatch.setattr(cartokit.recorder, "CHUNK_ROWS", 3)
+    monkeypatch.setattr(cartokit.metrics, "CHUNK_ROWS", 3)
     logits, labels = random_run(16, epochs=3, samples=11, classes=3)
     rec = run_all(make(11, 3), logits, labels, batch_size=4)
     assert_dynamics_close(rec.dynamics, TrainingDynamics.from_logits(logits, labels))
@@ -525,7 +525,7 @@ def test_dynamics_before_any_epoch():
         (
             {"num_samples": 4.0, "num_classes": 2},
             TypeError,
-            r"The 'num_samples' parameter of DynamicsRecorder must be an int\. "
+            r"The 'num_samples' parameter of DynamicsRecorder must be an int >= 1\. "
             r"Got 4\.0 of type float instead\.",
         ),
         (

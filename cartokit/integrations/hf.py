@@ -57,7 +57,8 @@ if int(transformers.__version__.split(".")[0]) != 5:  # pragma: no cover
         'Install a supported version with: pip install "cartokit[hf]"'
     )
 
-from cartokit._validation import atomic_write, first_few
+from cartokit._files import atomic_write
+from cartokit._validation import first_few
 from cartokit.dynamics import TrainingDynamics
 from cartokit.recorder import DynamicsRecorder
 
