@@ -1,7 +1,7 @@
 """Mislabel detection from one recorded run against cleanlab's K-fold confident learning.
 
 For each dataset and noise setting (symmetric 10 % and 30 %, class-dependent 20 % from
-:func:`cartokit.mislabel.class_dependent_transition`), and each seed, this runs
+:func:`cartokit.noise.class_dependent_transition`), and each seed, this runs
 :func:`cartokit.mislabel.benchmark_detection`: one recorded training scores every single-run
 method; cleanlab's documented recipe (confident learning on out-of-sample probabilities from
 K-fold cross-validation, K = 5) costs K trainings. It reports each method's AUROC and

@@ -12,18 +12,17 @@ from typing import Any
 from cartokit.data import (
     DataBundle,
     Split,
-    add_label_noise,
     from_arrays,
     from_dataframe,
     from_hf,
     from_torch,
-    inject_noise,
     load_dataset,
     make_bundle,
 )
 from cartokit.dynamics import TrainingDynamics
 from cartokit.metrics import compute_metrics
 from cartokit.mislabel import benchmark_detection, score_mislabeled, suggest_labels
+from cartokit.noise import add_label_noise, inject_noise
 from cartokit.regions import REGIONS, Thresholds, assign_regions, region_counts
 from cartokit.selection import SELECTORS, select, select_mixture, selection_mask, subset
 from cartokit.transfer import map_agreement

@@ -57,7 +57,6 @@ __all__ = [
     "METHODS",
     "DetectionBenchmark",
     "benchmark_detection",
-    "class_dependent_transition",
     "cross_val_probs",
     "evaluate_detection",
     "score_mislabeled",
@@ -581,37 +580,6 @@ def evaluate_detection(
     return result
 
 
-def class_dependent_transition(num_classes: int, rate: float = 0.2, *, seed: int = 0) -> np.ndarray:
-    """A class-dependent noise matrix: each class flips to one partner class at its own rate.
-
-    The partners form one seeded cycle over the classes (pair flipping, Han et al., NeurIPS
-    2018); the classes' flip rates rise evenly from ``rate / 2`` to ``3 * rate / 2`` in a seeded
-    order, so they average ``rate``. With two classes, one flips at ``rate / 2`` and the other at
-    ``3 * rate / 2``. Pass the result to :func:`~cartokit.inject_noise` as ``transition=``.
-
-    Examples
-    --------
-    >>> class_dependent_transition(2, 0.2, seed=0).round(2).tolist()
-    [[0.9, 0.1], [0.3, 0.7]]
-    """
-    caller = "class_dependent_transition"
-    num_classes = check_int("num_classes", num_classes, caller=caller, minimum=2)
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 2 / 3:
-        raise ValueError(
-            f"The 'rate' parameter of {caller} must be a float in the range (0, 2/3], so that "
-            f"the highest class rate 3 * rate / 2 stays <= 1. Got {rate!r} instead."
-        )
-    rng = np.random.default_rng(check_int("seed", seed, caller=caller, minimum=0))
-    order = rng.permutation(num_classes)
-    partner = np.empty(num_classes, dtype=np.int64)
-    partner[order] = np.roll(order, -1)
-    rates = np.empty(num_classes)
-    rates[rng.permutation(num_classes)] = np.linspace(rate / 2, 3 * rate / 2, num_classes)
-    matrix = np.diag(1.0 - rates)
-    matrix[np.arange(num_classes), partner] += rates
-    return matrix
-
-
 # ----------------------------------------------------------------------------------------------
 # The benchmark
 
@@ -785,12 +753,16 @@ class DetectionBenchmark:
         """Precision-recall curves: one panel per noise setting, one line per method."""
         from sklearn.metrics import precision_recall_curve
 
-        from cartokit._style import CLASS_COLORS
-        from cartokit.plot import _check_path, _Figure, _save
+        from cartokit.plot._style import (
+            CLASS_COLORS,
+            NotebookFigure,
+            check_figure_path,
+            save_figure,
+        )
 
-        target = _check_path(path, caller="DetectionBenchmark.plot")
+        target = check_figure_path(path, caller="DetectionBenchmark.plot")
         settings = list(self.scores)
-        fig = _Figure(figsize=(4.2 * len(settings), 3.9), layout="constrained")
+        fig = NotebookFigure(figsize=(4.2 * len(settings), 3.9), layout="constrained")
         axes = fig.subplots(1, len(settings), squeeze=False)[0]
         palette = CLASS_COLORS
         for ax, setting in zip(axes, settings):
@@ -815,11 +787,13 @@ class DetectionBenchmark:
             ax.spines[["top", "right"]].set_visible(False)
             ax.legend(fontsize=7, frameon=False, loc="lower left")
         axes[0].set_ylabel("precision")
-        _save(fig, target)
+        save_figure(fig, target)
         return fig
 
 
 def _default_noise(num_classes: int, seed: int) -> dict[str, dict[str, Any]]:
+    from cartokit.noise import class_dependent_transition
+
     return {
         "symmetric 10%": {"rate": 0.1},
         "symmetric 30%": {"rate": 0.3},
@@ -864,7 +838,7 @@ def benchmark_detection(
 
     For each noise setting:
 
-    1. flip labels of the training split with :func:`~cartokit.add_label_noise` (seeded);
+    1. flip labels of the training split with :func:`~cartokit.inject_noise` (seeded);
     2. train one model with :func:`~cartokit.fit`, recording its dynamics with per-epoch
        probabilities, and score the samples with every method of :func:`score_mislabeled`: one
        training for all of them;
@@ -886,7 +860,7 @@ def benchmark_detection(
     noise : dict, optional
         Setting name -> ``{"rate": r}`` (symmetric: ``round(r N)`` labels moved to another class
         uniformly) or ``{"transition": T}`` (class-dependent). Default: symmetric 10 % and 30 %,
-        and class-dependent 20 % from :func:`class_dependent_transition`.
+        and class-dependent 20 % from :func:`~cartokit.noise.class_dependent_transition`.
     methods : sequence of str, optional
         Single-run methods to score; default all of :data:`METHODS` (``"cleanlab"`` only when
         cleanlab is installed).
@@ -906,10 +880,11 @@ def benchmark_detection(
         default ``"combined"``) against the K-fold baseline, not the best method found after
         the fact.
     """
-    from cartokit.data import DataBundle, Split, add_label_noise
+    from cartokit.data import DataBundle, Split
     from cartokit.distillation import predict_logits
     from cartokit.metrics import compute_metrics
     from cartokit.models import MLP
+    from cartokit.noise import inject_noise
     from cartokit.recorder import DynamicsRecorder
     from cartokit.train import fit
 
@@ -958,7 +933,7 @@ def benchmark_detection(
     all_scores: dict[str, pd.DataFrame] = {}
     runs = []
     for name, spec in settings.items():
-        noisy = add_label_noise(data, seed=seed, **spec)
+        noisy = inject_noise(data, seed=seed, **spec)
         flipped = noisy.frame["flipped"].to_numpy(dtype=bool)
         if not flipped.any():
             raise ValueError(f"{caller}: the noise setting {name!r} flipped no label.")

@@ -55,8 +55,9 @@ import numpy as np
 import pandas as pd
 
 from cartokit._files import atomic_write, check_output_folder, marker_kind, write_marker
-from cartokit.data import DATASETS, HUB_DATASETS, DataBundle, Split, add_label_noise, load_dataset
+from cartokit.data import DATASETS, HUB_DATASETS, DataBundle, Split, load_dataset
 from cartokit.data import subsample as _subsample
+from cartokit.noise import inject_noise
 from cartokit.regions import REGIONS, Thresholds, assign_regions, region_counts
 from cartokit.selection import RANDOM, SELECTORS, parse_mixture, select, select_mixture
 
@@ -742,7 +743,7 @@ def load_data(
     if not bundle.ood and bundle.train.kind == "image":
         bundle.ood["rotated"] = rotate_images(bundle.test, seed=seed)
     if noise > 0:
-        bundle.train = add_label_noise(bundle.train, noise, seed=seed)
+        bundle.train = inject_noise(bundle.train, noise, seed=seed)
     return bundle
 
 
@@ -1107,11 +1108,11 @@ def show_examples(
     names = split.class_names
     clean = split.frame["clean_label"].to_numpy() if "clean_label" in split.frame else None
     if split.kind == "image":
-        from cartokit.plot import _Figure
+        from cartokit.plot._style import NotebookFigure
 
         cols = min(len(ids), 8)
         nrows = -(-len(ids) // cols) if len(ids) else 1
-        fig = _Figure(figsize=(1.6 * cols, 1.9 * nrows), layout="constrained")
+        fig = NotebookFigure(figsize=(1.6 * cols, 1.9 * nrows), layout="constrained")
         for i, (sample_id, pos) in enumerate(zip(ids, positions)):
             ax = fig.add_subplot(nrows, cols, i + 1)
             ax.imshow(split.show(int(pos)), cmap="gray_r")
@@ -1203,13 +1204,12 @@ def plot_human_scores(
     score as overlaid histograms. ``None`` without a ``human_score`` column."""
     if "human_score" not in metrics:
         return None
-    from cartokit._style import REGION_COLORS
-    from cartokit.plot import _check_path, _Figure, _save
+    from cartokit.plot._style import REGION_COLORS, NotebookFigure, check_figure_path, save_figure
 
-    target = _check_path(path, caller="plot_human_scores")
+    target = check_figure_path(path, caller="plot_human_scores")
     regions = metrics["region"] if "region" in metrics else assign_regions(metrics, thresholds)
     score = metrics["human_score"].astype(float)
-    fig = _Figure(figsize=(10, 3.8), layout="constrained")
+    fig = NotebookFigure(figsize=(10, 3.8), layout="constrained")
     box_ax, hist_ax = fig.subplots(1, 2)
     groups = [score[regions == r].abs().dropna().to_numpy() for r in REGIONS]
     shown = [i for i, g in enumerate(groups) if len(g)]
@@ -1239,7 +1239,7 @@ def plot_human_scores(
     hist_ax.set_ylabel("density")
     hist_ax.set_title("Human score per region")
     hist_ax.legend(frameon=False)
-    _save(fig, target)
+    save_figure(fig, target)
     return fig
 
 
@@ -1494,13 +1494,12 @@ def plot_results(
     path: str | os.PathLike[str] | None = None,
 ) -> Figure:
     """Bars of ``metric`` per subset, one per evaluation split, with the std over seeds."""
-    from cartokit._style import CLASS_COLORS
-    from cartokit.plot import _check_path, _Figure, _save
+    from cartokit.plot._style import CLASS_COLORS, NotebookFigure, check_figure_path, save_figure
 
-    target = _check_path(path, caller="plot_results")
+    target = check_figure_path(path, caller="plot_results")
     table = results_table(results, metric=metric)
     splits = [c[: -len(" mean")] for c in table.columns if c.endswith(" mean")]
-    fig = _Figure(figsize=(max(6.0, 0.75 * len(table) + 2), 4.2), layout="constrained")
+    fig = NotebookFigure(figsize=(max(6.0, 0.75 * len(table) + 2), 4.2), layout="constrained")
     ax = fig.add_subplot()
     x = np.arange(len(table))
     width = 0.8 / len(splits)
@@ -1520,7 +1519,7 @@ def plot_results(
     ax.set_ylim(max(0.0, low - 10), 100)
     ax.set_title(f"Retrained on each subset: {metric}, mean ± std over seeds", loc="left")
     ax.legend(frameon=False, ncols=len(splits), loc="lower right", bbox_to_anchor=(1.0, 1.0))
-    _save(fig, target)
+    save_figure(fig, target)
     return fig
 
 
@@ -1537,10 +1536,9 @@ def plot_fraction_curve(
     ``selector`` defaults to the one retrained at the most fractions (``"ambiguous"`` on a
     tie). ``None`` (with a note) when ``selector`` has no subsets in ``results``.
     """
-    from cartokit._style import CLASS_COLORS
-    from cartokit.plot import _check_path, _Figure, _save
+    from cartokit.plot._style import CLASS_COLORS, NotebookFigure, check_figure_path, save_figure
 
-    target = _check_path(path, caller="plot_fraction_curve")
+    target = check_figure_path(path, caller="plot_fraction_curve")
     if selector is None:
         named = results[results["selector"].isin(SUBSET_SELECTORS) & (results["selector"] != FULL)]
         counts = named.groupby("selector")["fraction"].nunique()
@@ -1552,7 +1550,7 @@ def plot_fraction_curve(
         print(f"No {selector!r} subsets were retrained, so there is no curve to draw.")
         return None
     full = results[results["selector"] == FULL]
-    fig = _Figure(figsize=(6.4, 4.2), layout="constrained")
+    fig = NotebookFigure(figsize=(6.4, 4.2), layout="constrained")
     ax = fig.add_subplot()
     for i, split in enumerate(pd.unique(results["split"])):
         color = CLASS_COLORS[i % len(CLASS_COLORS)]
@@ -1577,7 +1575,7 @@ def plot_fraction_curve(
     ax.set_ylabel(f"{metric} (%)")
     ax.set_title(f"{metric} against the {selector} fraction (dashed: 100 % of the data)")
     ax.legend(frameon=False)
-    _save(fig, target)
+    save_figure(fig, target)
     return fig
 
 

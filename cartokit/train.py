@@ -73,8 +73,8 @@ from torch.utils.data import (
 from tqdm.auto import tqdm
 
 from cartokit._files import atomic_write
-from cartokit._torch_data import IndexedDataset
 from cartokit._validation import check_int, check_labels, first_few
+from cartokit.data.indexed import IndexedDataset
 from cartokit.recorder import DynamicsRecorder
 
 if TYPE_CHECKING:

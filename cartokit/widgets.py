@@ -35,8 +35,8 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
         "Install them with: pip install 'cartokit[widgets]'"
     ) from err
 
-from cartokit._style import CONTINUOUS_COLORS, MISSING_COLOR, REGION_COLORS, category_colors
 from cartokit._validation import check_metrics_frame
+from cartokit.plot._style import CONTINUOUS_COLORS, MISSING_COLOR, REGION_COLORS, category_colors
 from cartokit.regions import REGIONS, Thresholds, map_coordinates, region_codes
 
 __all__ = ["DataMapExplorer"]

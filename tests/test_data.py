@@ -25,12 +25,10 @@ from cartokit.data import (
     SENTIMENT_DOMAINS,
     DataBundle,
     Split,
-    add_label_noise,
     from_arrays,
     from_dataframe,
     from_hf,
     from_torch,
-    inject_noise,
     load_dataset,
     load_fashion_mnist,
     load_hf,
@@ -40,6 +38,7 @@ from cartokit.data import (
     split_train_test,
     subsample,
 )
+from cartokit.noise import inject_noise
 
 # ----------------------------------------------------------------------------------------------
 # digits and the registry
@@ -690,11 +689,22 @@ def test_noise_input_errors(kwargs: dict, error: type, match: str) -> None:
         inject_noise(np.array([0, 1, 2, 1]), **kwargs)
 
 
-def test_add_label_noise_records_the_truth_in_the_frame() -> None:
+def test_inject_noise_on_a_split_records_the_truth_in_the_frame() -> None:
     train = load_dataset("digits").train
-    noisy = add_label_noise(train, 0.2, seed=3)
+    noisy = inject_noise(train, 0.2, seed=3)
     assert isinstance(noisy, Split) and noisy.name == train.name
     assert int(noisy.frame["flipped"].sum()) == round(0.2 * len(train))
     np.testing.assert_array_equal(noisy.frame["clean_label"].to_numpy(), train.labels)
     np.testing.assert_array_equal(noisy.frame["flipped"].to_numpy(), noisy.labels != train.labels)
     assert "flipped" not in train.frame  # the source split is untouched
+
+
+def test_add_label_noise_is_a_deprecated_alias_of_inject_noise() -> None:
+    import cartokit
+
+    train = data.load_digits().train
+    with pytest.warns(DeprecationWarning, match=r"use cartokit\.inject_noise\(split"):
+        old = cartokit.add_label_noise(train, 0.2, seed=3)
+    new = inject_noise(train, 0.2, seed=3)
+    np.testing.assert_array_equal(old.labels, new.labels)
+    np.testing.assert_array_equal(old.frame["flipped"], new.frame["flipped"])

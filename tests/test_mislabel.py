@@ -11,19 +11,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cartokit import TrainingDynamics, add_label_noise, compute_metrics, load_dataset
+from cartokit import TrainingDynamics, compute_metrics, inject_noise, load_dataset
 from cartokit.data import subsample
 from cartokit.mislabel import (
     DYNAMICS_METHODS,
     METHODS,
     benchmark_detection,
-    class_dependent_transition,
     cross_val_probs,
     evaluate_detection,
     score_mislabeled,
     suggest_cutoff,
     suggest_labels,
 )
+from cartokit.noise import class_dependent_transition
 
 HAS_CLEANLAB = importlib.util.find_spec("cleanlab") is not None
 needs_cleanlab = pytest.mark.skipif(
@@ -355,7 +355,7 @@ def test_benchmark_detection(digits):
     single = table_[table_["approach"] == "single run"]
     assert (single["trainings"] == 1).all() and (single["sample_epochs"] == 400 * 8).all()
     assert single.groupby("setting")["train_seconds"].nunique().eq(1).all()  # one shared run
-    flipped_10 = add_label_noise(digits.train, 0.1, seed=0).frame["flipped"].sum()
+    flipped_10 = inject_noise(digits.train, 0.1, seed=0).frame["flipped"].sum()
     assert (table_.loc[table_["setting"] == "sym 10%", "flipped"] == flipped_10).all()
     assert (table_["k"] == table_["flipped"]).all()
     aum = table_[(table_["method"] == "aum") & (table_["setting"] == "sym 10%")].iloc[0]

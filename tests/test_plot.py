@@ -11,8 +11,8 @@ from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
 
 from cartokit import REGIONS, Thresholds, TrainingDynamics, assign_regions
-from cartokit._style import MISSING_COLOR, REGION_COLORS
 from cartokit.plot import plot_data_map, plot_data_map_by_class, plot_trajectories
+from cartokit.plot._style import MISSING_COLOR, REGION_COLORS
 
 MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "pdf": b"%PDF-", "svg": b"<?xml"}
 

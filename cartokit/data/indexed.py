@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+__all__ = ["IndexedDataset"]
+
 
 class IndexedDataset(Dataset):
     """``(position, x, label)`` triples over array or text inputs.

@@ -16,12 +16,10 @@ scatter (``"data-map:<class>"`` for a panel of the per-class grid), ``"marginal:
 
 from __future__ import annotations
 
-import io
 import math
 import os
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import matplotlib as mpl
@@ -34,25 +32,23 @@ from matplotlib.figure import Figure, SubFigure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from cartokit._files import atomic_write
-from cartokit._style import (
+from cartokit._validation import check_int, first_few
+from cartokit.dynamics import TrainingDynamics
+from cartokit.plot._style import (
     BAR_COLOR,
     CONTINUOUS_COLORS,
     MISSING_COLOR,
     REGION_COLORS,
     REGION_LABELS,
+    NotebookFigure,
     category_colors,
+    check_figure_path,
+    save_figure,
 )
-from cartokit._validation import check_int, first_few
-from cartokit.dynamics import TrainingDynamics
 from cartokit.regions import REGIONS, Thresholds, assign_regions
 
-__all__ = ["SAVE_FORMATS", "plot_data_map", "plot_data_map_by_class", "plot_trajectories"]
+__all__ = ["plot_data_map", "plot_data_map_by_class", "plot_trajectories"]
 
-SAVE_FORMATS: tuple[str, ...] = ("png", "svg", "pdf")
-"""File suffixes the plot functions can save to; the format follows the suffix."""
-
-_PNG_DPI = 200
 # Columns whose values are known to lie in [0, 1]: their axes and colour scales span all of it,
 # so maps of different runs are comparable.
 _UNIT_RANGE = {"confidence", "correctness", "min_prob", "max_prob"}
@@ -110,48 +106,6 @@ def _check_columns(
                 f"of dtype {dtype} instead; pick a numeric column such as 'confidence'."
             )
     return x, y, hue
-
-
-def _check_path(path: Any, *, caller: str) -> tuple[Path, str] | None:
-    """Validate a save path before anything is drawn; return it with its format."""
-    if path is None:
-        return None
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(
-            f"The 'path' parameter of {caller} must be a str or path-like or None. "
-            f"Got {type(path).__name__} instead."
-        )
-    path = Path(path)
-    suffix = path.suffix.lower().lstrip(".")
-    if suffix not in SAVE_FORMATS:
-        got = f"the suffix {path.suffix!r}" if path.suffix else "no suffix"
-        raise ValueError(
-            f"The 'path' parameter of {caller} must end in .png, .svg or .pdf (the format "
-            f"follows the suffix). Got {str(path)!r}, with {got}; change the file suffix."
-        )
-    return path, suffix
-
-
-def _save(fig: Figure, target: tuple[Path, str] | None) -> None:
-    if target is None:
-        return
-    path, fmt = target
-    # atomic: an exception while rendering leaves any earlier file at `path` as it was
-    with atomic_write(path, "wb") as fh:
-        fig.savefig(fh, format=fmt, dpi=_PNG_DPI, bbox_inches="tight")
-
-
-class _Figure(Figure):
-    """A Figure that shows itself in a notebook even when pyplot was never imported.
-
-    IPython draws a plain Figure only after an inline backend registered its formatter (which
-    importing pyplot does); ``_repr_png_`` makes the figures made here display regardless.
-    """
-
-    def _repr_png_(self) -> bytes:
-        buffer = io.BytesIO()
-        self.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-        return buffer.getvalue()
 
 
 def _as_float(series: pd.Series) -> np.ndarray:
@@ -633,7 +587,7 @@ def plot_data_map(
             f"The 'ax' parameter of {caller} must be a matplotlib Axes or None. "
             f"Got {type(ax).__name__} instead."
         )
-    target = _check_path(path, caller=caller)
+    target = check_figure_path(path, caller=caller)
 
     xv, yv = _as_float(metrics[x]), _as_float(metrics[y])
     valid = np.isfinite(xv) & np.isfinite(yv)
@@ -651,12 +605,12 @@ def plot_data_map(
     if ax is None:
         n_side = 3 if hue_.kind != "none" else 2
         if marginals:
-            fig = _Figure(figsize=(10.0, 6.0), layout="constrained")
+            fig = NotebookFigure(figsize=(10.0, 6.0), layout="constrained")
             grid = fig.add_gridspec(n_side, 2, width_ratios=[2.7, 1.0])
             ax = fig.add_subplot(grid[:, 0])
             side = [fig.add_subplot(grid[i, 1]) for i in range(n_side)]
         else:
-            fig = _Figure(figsize=(7.0, 5.6), layout="constrained")
+            fig = NotebookFigure(figsize=(7.0, 5.6), layout="constrained")
             ax = fig.add_subplot()
         holder: Figure | SubFigure = fig
         if title is not None:
@@ -700,7 +654,7 @@ def plot_data_map(
             _hue_bars(side[2], hue_, rows)
         for panel in side:
             _style_side(panel)
-    _save(fig, target)
+    save_figure(fig, target)
     return fig
 
 
@@ -775,7 +729,7 @@ def plot_data_map_by_class(
         else check_int("max_points", max_points, caller=caller, minimum=1)
     )
     seed = check_int("seed", seed, caller=caller, minimum=0)
-    target = _check_path(path, caller=caller)
+    target = check_figure_path(path, caller=caller)
 
     xv, yv = _as_float(metrics[x]), _as_float(metrics[y])
     groups = metrics[by]
@@ -798,7 +752,7 @@ def plot_data_map_by_class(
     # small panels: size the points as if the grid's points shared one panel 2.5 times as big
     size, alpha_ = _point_style(int(rows.size * 2.5), point_size, alpha)
 
-    fig = _Figure(figsize=(2.6 * ncols + 1.2, 2.4 * nrows + 0.8), layout="constrained")
+    fig = NotebookFigure(figsize=(2.6 * ncols + 1.2, 2.4 * nrows + 0.8), layout="constrained")
     grid = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False)
     panels = list(grid.ravel()[:n])
     for extra in grid.ravel()[n:]:
@@ -831,7 +785,7 @@ def plot_data_map_by_class(
     fig.suptitle(heading if title is None else f"{title}\n{heading}", fontsize=11)
     if legend and points is not None:
         _add_key(fig, points, hue_, panels)
-    _save(fig, target)
+    save_figure(fig, target)
     return fig
 
 
@@ -903,10 +857,10 @@ def plot_trajectories(
             f"The 'ax' parameter of {caller} must be a matplotlib Axes or None. "
             f"Got {type(ax).__name__} instead."
         )
-    target = _check_path(path, caller=caller)
+    target = check_figure_path(path, caller=caller)
 
     if ax is None:
-        fig = _Figure(figsize=(7.0, 4.2), layout="constrained")
+        fig = NotebookFigure(figsize=(7.0, 4.2), layout="constrained")
         ax = fig.add_subplot()
     else:
         fig = _root_figure(ax)
@@ -932,5 +886,5 @@ def plot_trajectories(
         loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, frameon=False,
         fontsize=8, ncols=1 if len(wanted) <= 16 else 2,
     )  # fmt: skip
-    _save(fig, target)
+    save_figure(fig, target)
     return fig

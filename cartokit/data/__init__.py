@@ -10,8 +10,7 @@ human-rated snippets: movie reviews in-domain, tweets out-of-domain), ``fashion_
 Debian package), the Hugging Face hub sets ``snli``, ``mnli``, ``qnli``, ``sst2`` and
 ``ag_news`` (:func:`load_hf` loads any other), and torchvision's ``mnist``, ``cifar10`` and
 ``cifar100``. Your own data: :func:`from_arrays`, :func:`from_dataframe`, :func:`from_torch`,
-:func:`from_hf`, then :func:`make_bundle`. Label noise: :func:`inject_noise` and
-:func:`add_label_noise`.
+:func:`from_hf`, then :func:`make_bundle`. Label noise: :mod:`cartokit.noise`.
 
 >>> bundle = load_dataset("digits")
 >>> bundle.train
@@ -44,12 +43,10 @@ __all__ = [
     "TORCHVISION_DATASETS",
     "DataBundle",
     "Split",
-    "add_label_noise",
     "from_arrays",
     "from_dataframe",
     "from_hf",
     "from_torch",
-    "inject_noise",
     "load_dataset",
     "load_digits",
     "load_fashion_mnist",
@@ -192,7 +189,7 @@ class Split:
         ``x`` is a float32 tensor for array inputs and a string for text; positions are what
         :meth:`DynamicsRecorder.update` takes as ids.
         """
-        from cartokit._torch_data import IndexedDataset
+        from cartokit.data.indexed import IndexedDataset
 
         return IndexedDataset(self.inputs, self.labels)
 
@@ -583,7 +580,7 @@ def from_torch(
     >>> from_torch(ds)
     Split('torch', 6 samples, 3 classes, kind='tabular')
     """
-    from cartokit._torch_data import IndexedDataset
+    from cartokit.data.indexed import IndexedDataset
 
     caller = f"from_torch({name!r})"
     try:
@@ -1215,136 +1212,3 @@ for _key in TORCHVISION_DATASETS:
 
 # ----------------------------------------------------------------------------------------------
 # Label noise
-
-
-def _check_transition(transition: Any, num_classes: int | None) -> np.ndarray:
-    matrix = np.asarray(transition, dtype=np.float64)
-    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
-        raise ValueError(
-            "The 'transition' parameter of inject_noise must be a square (C, C) matrix, row i "
-            f"giving the probabilities of class i's new label. Got shape {matrix.shape} instead."
-        )
-    if num_classes is not None and matrix.shape[0] != num_classes:
-        raise ValueError(
-            f"The 'transition' parameter of inject_noise must be {num_classes}x{num_classes} "
-            f"for num_classes={num_classes}. Got shape {matrix.shape} instead."
-        )
-    if not np.isfinite(matrix).all() or (matrix < 0).any():
-        row, col = np.argwhere(~(matrix >= 0))[0]  # NaN fails >= 0 too
-        raise ValueError(
-            "The 'transition' parameter of inject_noise must hold probabilities >= 0. Got "
-            f"{matrix[row, col]} at row {row}, column {col} instead."
-        )
-    sums = matrix.sum(axis=1)
-    bad = np.flatnonzero(np.abs(sums - 1) > 1e-6)
-    if bad.size:
-        raise ValueError(
-            "The rows of the 'transition' parameter of inject_noise must sum to 1. Row "
-            f"{bad[0]} sums to {sums[bad[0]]:.6g}; normalise with "
-            "transition / transition.sum(axis=1, keepdims=True)."
-        )
-    return matrix / sums[:, None]
-
-
-def inject_noise(
-    labels: Any,
-    rate: float | None = None,
-    *,
-    num_classes: int | None = None,
-    transition: Any = None,
-    seed: int | np.random.Generator = 0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Flip labels at random, seeded: symmetric noise, or class-dependent from a matrix.
-
-    Parameters
-    ----------
-    labels : array-like of int, shape (N,)
-    rate : float in [0, 1], optional
-        Symmetric noise: exactly ``round(rate * N)`` samples, chosen uniformly, each get a label
-        drawn uniformly from the *other* ``C - 1`` classes.
-    num_classes : int, optional
-        ``C``. Default: the transition matrix's size, else ``max(labels) + 1``.
-    transition : array-like, shape (C, C), optional
-        Class-dependent noise instead of ``rate``: a sample of class ``i`` gets the new label
-        ``j`` with probability ``transition[i, j]`` (rows non-negative, summing to 1; the
-        diagonal is the chance to keep the label).
-    seed : int or numpy.random.Generator
-
-    Returns
-    -------
-    noisy : numpy array of int64, shape (N,)
-    flipped : numpy array of bool, shape (N,)
-        ``noisy != labels``.
-
-    Examples
-    --------
-    >>> noisy, flipped = inject_noise(np.arange(10) % 2, 0.3, seed=0)
-    >>> int(flipped.sum())
-    3
-    >>> T = [[0.8, 0.2], [0.0, 1.0]]  # class 0 becomes 1 a fifth of the time; 1 never flips
-    >>> noisy, flipped = inject_noise(np.zeros(1000, dtype=int), transition=T, seed=0)
-    >>> bool(0.15 < flipped.mean() < 0.25)
-    True
-    """
-    if (rate is None) == (transition is None):
-        raise ValueError(
-            "inject_noise needs exactly one of rate= (symmetric noise) or transition= "
-            "(class-dependent noise). Got " + ("both." if rate is not None else "neither.")
-        )
-    if transition is not None:
-        matrix = _check_transition(transition, num_classes)
-        num_classes = matrix.shape[0]
-    labels = np.asarray(labels)
-    if num_classes is None:  # non-numeric labels fail check_labels below, whatever C is
-        num_classes = int(labels.max()) + 1 if labels.size and labels.dtype.kind in "iuf" else 2
-    num_classes = check_int("num_classes", num_classes, caller="inject_noise", minimum=2)
-    labels = check_labels(labels, num_classes, caller="inject_noise")
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-
-    noisy = labels.copy()
-    if transition is None:
-        if (
-            isinstance(rate, bool)
-            or not isinstance(rate, (int, float, np.number))
-            or not (0 <= rate <= 1)
-        ):
-            raise ValueError(
-                "The 'rate' parameter of inject_noise must be a float in the range [0, 1]. "
-                f"Got {rate!r} instead."
-            )
-        chosen = rng.choice(labels.size, size=int(round(float(rate) * labels.size)), replace=False)
-        # a shift in 1..C-1 lands uniformly on one of the other classes
-        noisy[chosen] = (labels[chosen] + rng.integers(1, num_classes, size=chosen.size)) % (
-            num_classes
-        )
-    else:
-        for cls in range(num_classes):
-            members = np.flatnonzero(labels == cls)
-            if members.size:
-                noisy[members] = rng.choice(num_classes, size=members.size, p=matrix[cls])
-    return noisy, noisy != labels
-
-
-def add_label_noise(
-    split: Split,
-    rate: float | None = None,
-    *,
-    transition: Any = None,
-    seed: int | np.random.Generator = 0,
-) -> Split:
-    """A copy of ``split`` with noisy labels (see :func:`inject_noise`).
-
-    The frame gains ``clean_label`` (the label before noise) and ``flipped`` (bool), so a data
-    map can be checked against the truth.
-
-    >>> noisy = add_label_noise(load_digits().train, 0.1, seed=0)
-    >>> int(noisy.frame["flipped"].sum()), int((noisy.labels != noisy.frame["clean_label"]).sum())
-    (144, 144)
-    """
-    labels, flipped = inject_noise(
-        split.labels, rate, num_classes=split.num_classes, transition=transition, seed=seed
-    )
-    noisy = split.with_labels(labels)
-    noisy.frame["clean_label"] = split.labels
-    noisy.frame["flipped"] = flipped
-    return noisy

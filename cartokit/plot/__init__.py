@@ -1,0 +1,8 @@
+"""Figures: the static data map, its per-class grid and training trajectories (:mod:`.maps`),
+drawn with matplotlib on figures that display in notebooks without pyplot, in the one palette
+of :mod:`cartokit.plot._style`."""
+
+from cartokit.plot._style import SAVE_FORMATS
+from cartokit.plot.maps import plot_data_map, plot_data_map_by_class, plot_trajectories
+
+__all__ = ["SAVE_FORMATS", "plot_data_map", "plot_data_map_by_class", "plot_trajectories"]

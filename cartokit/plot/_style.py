@@ -1,0 +1,142 @@
+"""The one palette of cartokit, and the one way its figures are saved and shown.
+
+Every figure and widget takes its colours from here.
+
+A region, a class or a missing value has the same colour in the static map
+(:mod:`cartokit.plot`), the live explorer (:mod:`cartokit.widgets`) and the study figures
+(:mod:`cartokit.study`), as plain hex strings. Figures are matplotlib :class:`NotebookFigure`
+objects, saved by :func:`save_figure` to a path checked by :func:`check_figure_path`.
+
+The region colours are Okabe and Ito's blue and orange with Paul Tol's vibrant red. Under a
+simulation of full protanopia, deuteranopia and tritanopia (Machado et al., 2009) the closest
+two of the three stay 28 CIE76 Delta-E units apart, against 13 for Tol's bright blue, green and
+red that the static map used before (``tests/test_plot.py`` recomputes this and asks for > 25).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from cartokit._files import atomic_write
+
+__all__ = [
+    "BAR_COLOR",
+    "NotebookFigure",
+    "PNG_DPI",
+    "SAVE_FORMATS",
+    "check_figure_path",
+    "save_figure",
+    "CLASS_COLORS",
+    "CONTINUOUS_COLORS",
+    "MISSING_COLOR",
+    "REGION_COLORS",
+    "REGION_LABELS",
+    "category_colors",
+]
+
+REGION_COLORS: Mapping[str, str] = MappingProxyType(
+    {"easy": "#0072B2", "ambiguous": "#E69F00", "hard": "#CC3311"}
+)
+"""Region -> colour, in the order of :data:`cartokit.regions.REGIONS`. Read-only."""
+
+REGION_LABELS: Mapping[str, str] = MappingProxyType(
+    {"easy": "easy-to-learn", "ambiguous": "ambiguous", "hard": "hard-to-learn"}
+)
+"""Region -> the words a legend shows (Swayamdipta et al., 2020). Read-only."""
+
+MISSING_COLOR = "#BBBBBB"
+"""Samples without a value: no region (a NaN metric), a missing category or a NaN number."""
+
+CLASS_COLORS: tuple[str, ...] = (
+    "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000",
+    "#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677", "#882255",
+)  # fmt: skip
+"""Qualitative colours for classes and other categories: Okabe-Ito, then Tol's muted scheme."""
+
+CONTINUOUS_COLORS: tuple[str, ...] = (
+    "#440154", "#482878", "#3E4A89", "#30698E", "#25848E", "#1FA088", "#38B977", "#73D056",
+    "#BDDF26",
+)  # fmt: skip
+"""Stops of the scale for numeric columns: viridis from 0 to 0.9, evenly spaced.
+
+Viridis without its palest tenth, whose light yellow nearly vanishes on white (and correctness
+1, its top, is the most common value of a data map). Matplotlib and bqplot both interpolate
+linearly between these stops; within 0.022 of viridis itself on every RGB channel.
+"""
+
+BAR_COLOR = "#5E7FA8"
+"""Histograms and other bars that stand for no category."""
+
+
+def category_colors(k: int) -> list[str]:
+    """Colours for ``k`` categories, in order: :data:`CLASS_COLORS`, repeated beyond 16.
+
+    Examples
+    --------
+    >>> category_colors(3)
+    ['#0072B2', '#E69F00', '#009E73']
+    >>> category_colors(17)[-1] == category_colors(1)[0]
+    True
+    """
+    return [CLASS_COLORS[i % len(CLASS_COLORS)] for i in range(k)]
+
+
+# --------------------------------------------------------------------------------------------
+# Saving and showing figures
+
+SAVE_FORMATS: tuple[str, ...] = ("png", "svg", "pdf")
+"""File suffixes the plot functions can save to; the format follows the suffix."""
+
+PNG_DPI = 200
+"""Resolution of saved PNG figures."""
+
+
+def check_figure_path(path: Any, *, caller: str) -> tuple[Path, str] | None:
+    """Check a figure's save path before anything is drawn; return it with its format
+    (``None`` for no path). The format follows the suffix: one of :data:`SAVE_FORMATS`."""
+    if path is None:
+        return None
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            f"The 'path' parameter of {caller} must be a str or path-like or None. "
+            f"Got {type(path).__name__} instead."
+        )
+    path = Path(path)
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix not in SAVE_FORMATS:
+        got = f"the suffix {path.suffix!r}" if path.suffix else "no suffix"
+        raise ValueError(
+            f"The 'path' parameter of {caller} must end in .png, .svg or .pdf (the format "
+            f"follows the suffix). Got {str(path)!r}, with {got}; change the file suffix."
+        )
+    return path, suffix
+
+
+def save_figure(fig: Figure, target: tuple[Path, str] | None) -> None:
+    """Save ``fig`` to a target from :func:`check_figure_path`, atomically; nothing for None."""
+    if target is None:
+        return
+    path, fmt = target
+    # atomic: an exception while rendering leaves any earlier file at `path` as it was
+    with atomic_write(path, "wb") as fh:
+        fig.savefig(fh, format=fmt, dpi=PNG_DPI, bbox_inches="tight")
+
+
+class NotebookFigure(Figure):
+    """A Figure that shows itself in a notebook even when pyplot was never imported.
+
+    IPython draws a plain Figure only after an inline backend registered its formatter (which
+    importing pyplot does); ``_repr_png_`` makes the figures made here display regardless.
+    """
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+        return buffer.getvalue()
