@@ -9,7 +9,7 @@ sentence for a bad parameter, built by :func:`param_error`::
 and one engine that produces it (the scikit-learn habit): a *constraint* (:class:`Interval`,
 :class:`Options`, :class:`Boolean`, :class:`Text`, :class:`Optional`, :class:`ListOf`,
 :class:`Satisfies`) describes what a parameter takes, and :func:`check_param` /
-:func:`check_params` apply it. Errors about data rather than a parameter read
+:func:`check_params` apply it (:class:`InstanceOf` for objects). Errors about data rather than a parameter read
 ``<caller>: <what is wrong>. <how to fix it>.``
 
 Also here: how values are shown in messages (:func:`show`, :func:`first_few`), the checks that
@@ -31,6 +31,7 @@ import pandas as pd
 __all__ = [
     "Boolean",
     "Constraint",
+    "InstanceOf",
     "Interval",
     "ListOf",
     "Optional",
@@ -280,6 +281,18 @@ class Text(Constraint):
             raise _Mismatch(type_error=True)
         if not value:
             raise _Mismatch(type_error=False)
+        return value
+
+
+class InstanceOf(Constraint):
+    """An instance of a class: ``InstanceOf(DynamicsRecorder, "a cartokit.DynamicsRecorder")``."""
+
+    def __init__(self, kind: type | tuple[type, ...], description: str) -> None:
+        self.kind, self.description = kind, description
+
+    def convert(self, value: Any) -> Any:
+        if not isinstance(value, self.kind):
+            raise _Mismatch(type_error=True)
         return value
 
 

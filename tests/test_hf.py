@@ -442,9 +442,13 @@ def test_bad_options():
         CartographyTrainer(model=make_model(), eval_passes_per_epoch=2)
     with pytest.raises(ValueError, match="'eval_passes_per_epoch' .* int >= 1. Got 0"):
         CartographyTrainer(model=make_model(), record="eval_pass", eval_passes_per_epoch=0)
-    with pytest.raises(TypeError, match="recorder must be a cartokit.DynamicsRecorder"):
+    with pytest.raises(
+        TypeError,
+        match=r"The 'recorder' parameter of CartographyTrainer must be a cartokit\.Dynamics"
+        r"Recorder, or None\. Got 'rec' of type str instead\.",
+    ):
         CartographyTrainer(model=make_model(), recorder="rec")
-    with pytest.raises(TypeError, match="id_column must be a non-empty string"):
+    with pytest.raises(ValueError, match=r"'id_column' parameter .* must be a non-empty str\."):
         CartographyTrainer(model=make_model(), id_column="")
 
 

@@ -368,9 +368,11 @@ def test_unsized_training_set_needs_a_recorder():
 
 
 def test_bad_options():
-    with pytest.raises(TypeError, match="recorder must be a cartokit.DynamicsRecorder"):
+    with pytest.raises(
+        TypeError, match=r"The 'recorder' parameter of CartographyCallback must be a cartokit"
+    ):
         CartographyCallback(recorder={})
-    with pytest.raises(TypeError, match="logits_key must be a non-empty string"):
+    with pytest.raises(ValueError, match=r"The 'logits_key' parameter .* non-empty str\. Got ''"):
         CartographyCallback(logits_key="")
     with pytest.raises(RuntimeError, match="nothing was recorded yet"):
         _ = CartographyCallback().dynamics

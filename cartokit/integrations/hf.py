@@ -58,7 +58,16 @@ if int(transformers.__version__.split(".")[0]) != 5:  # pragma: no cover
     )
 
 from cartokit._files import atomic_write
-from cartokit._validation import first_few
+from cartokit._validation import (
+    InstanceOf,
+    Optional,
+    Options,
+    Text,
+    check_int,
+    check_param,
+    check_params,
+    first_few,
+)
 from cartokit.dynamics import TrainingDynamics
 from cartokit.recorder import DynamicsRecorder
 
@@ -103,14 +112,14 @@ def add_id_column(dataset: Any, name: str = "idx", *, overwrite: bool = False) -
     >>> add_id_column(ds)["idx"][:]
     [0, 1, 2]
     """
+    caller = "add_id_column"
+    name = check_param("name", name, Text(), caller=caller)
     if not _is_hf_dataset(dataset):
         raise TypeError(
-            "add_id_column: dataset must be a datasets.Dataset. Got "
-            f"{type(dataset).__name__}. For a torch Dataset, return the row position under the "
-            f"key {name!r} from __getitem__ instead."
+            f"The 'dataset' parameter of {caller} must be a datasets.Dataset. Got "
+            f"{type(dataset).__name__} instead. For a torch Dataset, return the row position "
+            f"under the key {name!r} from __getitem__."
         )
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"add_id_column: name must be a non-empty string. Got {name!r}.")
     if name in dataset.column_names:
         if not overwrite:
             raise ValueError(
@@ -242,27 +251,18 @@ class CartographyTrainer(Trainer):
         **kwargs: Any,
     ) -> None:
         caller = "CartographyTrainer"
-        if recorder is not None and not isinstance(recorder, DynamicsRecorder):
-            raise TypeError(
-                f"{caller}: recorder must be a cartokit.DynamicsRecorder or None. Got "
-                f"{type(recorder).__name__}."
-            )
-        if not isinstance(id_column, str) or not id_column:
-            raise TypeError(f"{caller}: id_column must be a non-empty string. Got {id_column!r}.")
-        if record not in _RECORD_MODES:
-            raise ValueError(
-                f"The 'record' parameter of {caller} must be one of {list(_RECORD_MODES)}. "
-                f"Got {record!r} instead."
-            )
-        if (
-            isinstance(eval_passes_per_epoch, bool)
-            or not isinstance(eval_passes_per_epoch, int)
-            or eval_passes_per_epoch < 1
-        ):
-            raise ValueError(
-                f"The 'eval_passes_per_epoch' parameter of {caller} must be an int >= 1. Got "
-                f"{eval_passes_per_epoch!r} instead."
-            )
+        check_params(
+            {"recorder": recorder, "id_column": id_column, "record": record},
+            {
+                "recorder": Optional(InstanceOf(DynamicsRecorder, "a cartokit.DynamicsRecorder")),
+                "id_column": Text(),
+                "record": Options(_RECORD_MODES),
+            },
+            caller=caller,
+        )
+        eval_passes_per_epoch = check_int(
+            "eval_passes_per_epoch", eval_passes_per_epoch, caller=caller, minimum=1
+        )
         if eval_passes_per_epoch > 1 and record != "eval_pass":
             raise ValueError(
                 f"{caller}: eval_passes_per_epoch={eval_passes_per_epoch} needs "

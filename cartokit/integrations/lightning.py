@@ -25,6 +25,7 @@ except ImportError:  # pragma: no cover - the older package name
             'pip install "cartokit[lightning]"'
         ) from err
 
+from cartokit._validation import InstanceOf, Optional, Text, check_param, check_params
 from cartokit.dynamics import TrainingDynamics
 from cartokit.recorder import DynamicsRecorder
 
@@ -97,18 +98,16 @@ class CartographyCallback(pl.Callback):
         save_path: str | os.PathLike[str] | None = None,
     ) -> None:
         caller = "CartographyCallback"
-        if recorder is not None and not isinstance(recorder, DynamicsRecorder):
-            raise TypeError(
-                f"{caller}: recorder must be a cartokit.DynamicsRecorder or None. Got "
-                f"{type(recorder).__name__}."
-            )
-        for name, value in (
-            ("id_key", id_key),
-            ("logits_key", logits_key),
-            ("labels_key", labels_key),
-        ):
-            if not isinstance(value, str) or not value:
-                raise TypeError(f"{caller}: {name} must be a non-empty string. Got {value!r}.")
+        check_params(
+            {"recorder": recorder, "id_key": id_key, "logits_key": logits_key},
+            {
+                "recorder": Optional(InstanceOf(DynamicsRecorder, "a cartokit.DynamicsRecorder")),
+                "id_key": Text(),
+                "logits_key": Text(),
+            },
+            caller=caller,
+        )
+        check_param("labels_key", labels_key, Text(), caller=caller)
         self.recorder = recorder
         self.id_key = id_key
         self.logits_key = logits_key
