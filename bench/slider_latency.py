@@ -83,7 +83,7 @@ def main() -> None:
     # Distinct values on the slider's 0.01 grid, so that every set is a real change.
     values = np.round(rng.uniform(0.4, 0.95, args.repeats + 10), 2)
     values[1:][values[1:] == values[:-1]] += 0.01
-    slider = explorer._sliders["easy_confidence"]
+    slider = explorer.sliders["easy_confidence"]
 
     timed(lambda v: setattr(explorer, "easy_confidence", float(v)), values[:10])  # warm-up
     trait = timed(lambda v: setattr(explorer, "easy_confidence", float(v)), values[10:])

@@ -19,9 +19,10 @@ from cartokit.data import (
     load_dataset,
     make_bundle,
 )
+from cartokit.detection import benchmark_detection
 from cartokit.dynamics import TrainingDynamics
 from cartokit.metrics import compute_metrics
-from cartokit.mislabel import benchmark_detection, score_mislabeled, suggest_labels
+from cartokit.mislabel import score_mislabeled, suggest_labels
 from cartokit.noise import add_label_noise, inject_noise
 from cartokit.regions import REGIONS, Thresholds, assign_regions, region_counts
 from cartokit.selection import SELECTORS, select, select_mixture, selection_mask, subset
@@ -85,7 +86,7 @@ _LAZY = {
     "DataMapExplorer": "cartokit.widgets",
     "apply_review": "cartokit.review",
     "ReviewSession": "cartokit.review",
-    "ReviewWidget": "cartokit.review",
+    "ReviewWidget": "cartokit.widgets",
     "distill": "cartokit.distillation",
     "fit": "cartokit.train",
     "evaluate": "cartokit.train",

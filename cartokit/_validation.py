@@ -7,9 +7,9 @@ sentence for a bad parameter, built by :func:`param_error`::
     The 'fraction' parameter of select must be a float in the range (0, 1]. Got 1.5 instead.
 
 and one engine that produces it (the scikit-learn habit): a *constraint* (:class:`Interval`,
-:class:`Options`, :class:`Boolean`, :class:`Text`, :class:`Optional`, :class:`ListOf`,
-:class:`Satisfies`) describes what a parameter takes, and :func:`check_param` /
-:func:`check_params` apply it (:class:`InstanceOf` for objects). Errors about data rather than a parameter read
+:class:`Options`, :class:`Boolean`, :class:`Text`, :class:`InstanceOf`, :class:`Optional`,
+:class:`ListOf`, :class:`Satisfies`) describes what a parameter takes, and :func:`check_param` /
+:func:`check_params` apply it. Errors about data rather than a parameter read
 ``<caller>: <what is wrong>. <how to fix it>.``
 
 Also here: how values are shown in messages (:func:`show`, :func:`first_few`), the checks that
@@ -415,12 +415,14 @@ def positions_of(
     *,
     caller: str,
     what: str = "the data",
+    hint: str = "",
 ) -> np.ndarray:
     """Row positions, in ``index`` (the id of each row), of ``ids``, in the order of ``ids``.
 
     The one id-to-row lookup of the package. ``index`` must not repeat an id; every id must be
     found, else one sentence says how many are missing from ``what``, with examples, and, when
-    the ids and the index differ in kind (ints against strings), says that too.
+    the ids and the index differ in kind (ints against strings), says that too; ``hint`` (how
+    to fix it) ends the message.
 
     >>> positions_of(["a", "b", "c"], ["c", "a"], caller="subset").tolist()
     [2, 0]
@@ -446,9 +448,10 @@ def positions_of(
     if missing.any():
         kinds = f" {what} holds {_id_kind(index)} ids, the ids given are {_id_kind(wanted)}."
         same_kind = _id_kind(index) == _id_kind(wanted)
+        fix = f" {hint}" if hint else ""
         raise ValueError(
             f"{caller}: {int(missing.sum())} of the {len(wanted)} ids are not in {what}, e.g. "
-            f"{first_few(wanted[missing])}.{'' if same_kind else kinds}"
+            f"{first_few(wanted[missing])}.{'' if same_kind else kinds}{fix}"
         )
     return positions
 

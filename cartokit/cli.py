@@ -7,11 +7,12 @@ and ``cartokit select`` stay fast.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import signal
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 EXAMPLES = """\
@@ -90,92 +91,14 @@ def _cmd_metrics(args: argparse.Namespace) -> None:
     )
 
 
-#: Columns of a metrics table (compute_metrics) that hold numbers.
-_NUMERIC_COLUMNS = (
-    "confidence",
-    "variability",
-    "correctness",
-    "forgetting",
-    "learned_events",
-    "first_learned_epoch",
-    "min_prob",
-    "max_prob",
-    "aum",
-    "el2n",
-    "aleatoric",
-    "threshold_closeness",
-    "predicted_label",
-    "num_observed",
-)
-
-
-def _csv_rows(p: Path):  # noqa: ANN202 - yields (line number, fields)
-    """The data rows of a CSV file as pandas reads them (blank lines skipped), with the line each
-    ends on."""
-    with open(p, newline="", encoding="utf-8") as fh:
-        reader = csv.reader(fh)
-        next(reader, None)  # the header
-        for row in reader:
-            if row:
-                yield reader.line_num, row
-
-
-def _check_complete_rows(p: Path, num_fields: int) -> None:
-    for line, row in _csv_rows(p):
-        if len(row) != num_fields:
-            raise CliError(
-                f"{p} line {line} has {len(row)} field{'s' if len(row) != 1 else ''} where its "
-                f"header has {num_fields}; the file is incomplete (cut short?). Write it again "
-                "with 'cartokit metrics'."
-            )
-
-
-def _read_metrics_csv(path: str):  # noqa: ANN202 - pandas is imported lazily
-    import pandas as pd
-
-    p = Path(path)
-    if not p.is_file():
-        raise CliError(f"no metrics file at {p}; write one with 'cartokit metrics INPUT -o {p}'")
-    try:
-        table = pd.read_csv(p)
-    except pd.errors.ParserError as err:  # a row with too many fields: say which, plainly
-        with open(p, newline="", encoding="utf-8") as fh:
-            header = next(csv.reader(fh), [])
-        _check_complete_rows(p, len(header))
-        raise CliError(f"{p} is not a readable CSV file: {' '.join(str(err).split())}") from None
-    except (pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise CliError(f"{p} is not a readable CSV file: {err}") from None
-    needed = {"id", "label", "confidence", "variability"}
-    missing = sorted(needed - set(table.columns))
-    if missing:
-        raise CliError(
-            f"{p} lacks the column(s) {missing} of a cartokit metrics table; "
-            "write one with 'cartokit metrics'"
-        )
-    # pandas fills the fields missing from a short row (a file cut mid-row) with NaN, so only
-    # a NaN in the last column calls for reading the rows again to find one
-    if len(table) and table.iloc[:, -1].isna().any():
-        _check_complete_rows(p, len(table.columns))
-    for column in _NUMERIC_COLUMNS:
-        if column in table.columns and not pd.api.types.is_numeric_dtype(table[column]):
-            numbers = pd.to_numeric(table[column], errors="coerce")
-            position = int((numbers.isna() & table[column].notna()).to_numpy().argmax())
-            index = table.columns.get_loc(column)
-            line, row = next(item for i, item in enumerate(_csv_rows(p)) if i == position)
-            raise CliError(
-                f"{p} line {line}: the {column!r} column holds {row[index]!r}, which is not a "
-                "number. Write the table again with 'cartokit metrics'."
-            )
-    return table.set_index("id")
-
-
 def _cmd_select(args: argparse.Namespace) -> None:
     from cartokit._files import atomic_write
+    from cartokit.io import read_metrics_table
     from cartokit.regions import Thresholds
     from cartokit.selection import select, select_mixture
 
     _check_output(args.output, [Path(args.metrics)])
-    metrics = _read_metrics_csv(args.metrics)
+    metrics = read_metrics_table(args.metrics, caller="select")
     thresholds = Thresholds(
         ambiguous_variability=args.ambiguous_variability,
         easy_confidence=args.easy_confidence,
@@ -216,7 +139,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
-    from cartokit.pipeline import parse_overrides, run_study
+    from cartokit.study import parse_overrides, run_study
 
     if args.out is not None:
         out = args.out
@@ -233,13 +156,14 @@ def _cmd_run(args: argparse.Namespace) -> None:
             notebooks_dir=args.notebooks,
             kernel=args.kernel,
             progress=not args.quiet,
+            caller="cartokit run",
         )
     except ImportError as err:
         raise CliError(str(err)) from None
 
 
 def _cmd_grid(args: argparse.Namespace) -> None:
-    from cartokit.pipeline import run_grid
+    from cartokit.study import run_grid
 
     try:
         run_grid(
@@ -262,17 +186,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no per-cell progress bars")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from cartokit import __version__
-
-    parser = argparse.ArgumentParser(
-        prog="cartokit",
-        description="Dataset Cartography: training-dynamics metrics, data maps and subsets.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"cartokit {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+def _add_metrics_command(sub: argparse._SubParsersAction) -> None:
+    """The ``cartokit metrics`` subcommand and its options."""
 
     p = sub.add_parser(
         "metrics",
@@ -294,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--burn-in", type=int, default=0, help="leave out the first K checkpoints")
     p.set_defaults(func=_cmd_metrics)
 
+
+def _add_select_command(sub: argparse._SubParsersAction) -> None:
+    """The ``cartokit select`` subcommand and its options."""
     s = sub.add_parser(
         "select",
         help="select a subset of sample ids from a metrics CSV",
@@ -318,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--hard-confidence", type=float, default=0.3, metavar="C")
     s.set_defaults(func=_cmd_select)
 
+
+def _add_demo_command(sub: argparse._SubParsersAction) -> None:
+    """The ``cartokit demo`` subcommand and its options."""
     d = sub.add_parser(
         "demo",
         help="train on scikit-learn's digits while recording, and write a data map",
@@ -331,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(func=_cmd_demo)
 
+
+def _add_run_command(sub: argparse._SubParsersAction) -> None:
+    """The ``cartokit run`` subcommand and its options."""
     r = sub.add_parser(
         "run",
         help="run a study: notebooks 01-04 with papermill, into one run folder",
@@ -363,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(r)
     r.set_defaults(func=_cmd_run)
 
+
+def _add_grid_command(sub: argparse._SubParsersAction) -> None:
+    """The ``cartokit grid`` subcommand and its options."""
     g = sub.add_parser(
         "grid",
         help="run a parameter grid of studies and collect one results table",
@@ -379,7 +306,42 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--force", action="store_true", help="run finished jobs again")
     _add_run_options(g)
     g.set_defaults(func=_cmd_grid)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from cartokit import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="cartokit",
+        description="Dataset Cartography: training-dynamics metrics, data maps and subsets.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"cartokit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_metrics_command(sub)
+    _add_select_command(sub)
+    _add_demo_command(sub)
+    _add_run_command(sub)
+    _add_grid_command(sub)
     return parser
+
+
+@contextmanager
+def _one_line_warnings(command: str) -> Iterator[None]:
+    """While a command runs, each warning prints as one line, ``cartokit <command>: warning:
+    <message>``, not as Python's two lines that quote cartokit's source."""
+    previous = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001, ANN202
+        text = " ".join(str(message).split())
+        print(f"cartokit {command}: warning: {text}", file=file or sys.stderr)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -387,7 +349,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        args.func(args)
+        with _one_line_warnings(args.command):
+            args.func(args)
     except CliError as err:
         print(f"cartokit {args.command}: error: {err}", file=sys.stderr)
         return 1

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import os
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cartokit._files import check_output_folder, write_marker
-from cartokit._validation import check_int
+from cartokit._validation import Interval, check_int, check_param
+
+if TYPE_CHECKING:
+    from cartokit.dynamics import TrainingDynamics
 
 __all__ = ["run_demo"]
 
@@ -37,13 +41,7 @@ def run_demo(
     demo replaces its three files there, and refuses any other folder, which may hold other work,
     before training starts.
     """
-    import torch
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-    from torch import nn
-    from tqdm.auto import tqdm
-
-    from cartokit import DynamicsRecorder, compute_metrics
+    from cartokit import compute_metrics
     from cartokit.io import write_metrics_csv
     from cartokit.plot import plot_data_map
     from cartokit.regions import Thresholds, assign_regions, region_counts
@@ -55,51 +53,12 @@ def run_demo(
             f"The 'seed' parameter of run_demo must be an int in the range [0, 2**32 - 1]. "
             f"Got {seed} instead."
         )
-    if not 0.0 <= noise < 1.0:
-        raise ValueError(
-            "The 'noise' parameter of run_demo must be a float in the range [0, 1). "
-            f"Got {noise} instead."
-        )
+    noise = check_param("noise", noise, Interval(float, 0, 1, closed="left"), caller="run_demo")
     out = check_output_folder(out, written_by="cartokit demo")
     started = time.perf_counter()
 
-    # Data: 8x8 digit images scaled to [0, 1]; a stratified 80/20 split.
-    digits = load_digits()
-    x = digits.data.astype(np.float32) / 16.0
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, digits.target, test_size=0.2, stratify=digits.target, random_state=seed
-    )
-    rng = np.random.default_rng(seed)
-    n, num_classes = len(y_train), 10
-    flipped = rng.random(n) < noise
-    # A flipped label is moved to a different class, chosen uniformly.
-    y_noisy = np.where(flipped, (y_train + rng.integers(1, num_classes, n)) % num_classes, y_train)
-
-    torch.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, num_classes))
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    loss_fn = nn.CrossEntropyLoss()
-    xs, ys = torch.from_numpy(x_train), torch.from_numpy(y_noisy)
-    recorder = DynamicsRecorder(n, num_classes, class_names=[str(d) for d in range(10)])
-    batch_size = 64
-    generator = torch.Generator().manual_seed(seed)
-
-    for _ in tqdm(range(epochs), desc="training (recording dynamics)", disable=not verbose):
-        model.train()
-        for ids in torch.randperm(n, generator=generator).split(batch_size):
-            logits = model(xs[ids])
-            loss = loss_fn(logits, ys[ids])
-            recorder.update(ids, logits, ys[ids])  # the training pass's own logits: free
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        recorder.end_epoch()
-
-    model.eval()
-    with torch.no_grad():
-        test_acc = float((model(torch.from_numpy(x_test)).argmax(1).numpy() == y_test).mean())
-
-    dyn = recorder.dynamics
+    x_train, x_test, y_noisy, y_test, flipped = _noisy_digits(noise, seed)
+    dyn, test_acc = _train_recording(x_train, y_noisy, x_test, y_test, epochs, seed, verbose)
     metrics = compute_metrics(dyn)
     thresholds = Thresholds()
     metrics["region"] = assign_regions(metrics, thresholds)
@@ -120,7 +79,7 @@ def run_demo(
 
     flipped_regions = metrics.loc[flipped, "region"].value_counts().reindex(counts.index).fillna(0)
     summary: dict[str, object] = {
-        "samples": n,
+        "samples": len(y_noisy),
         "epochs": epochs,
         "test_accuracy": round(test_acc, 4),
         "regions": {k: int(v) for k, v in counts.items()},
@@ -130,10 +89,76 @@ def run_demo(
         "out": str(out),
     }
     if verbose:
-        print(f"Trained on {n} digits for {epochs} epochs; test accuracy {test_acc:.3f}.")
+        print(
+            f"Trained on {len(y_noisy)} digits for {epochs} epochs; test accuracy {test_acc:.3f}."
+        )
         print("Region counts (default thresholds):")
         for name, count in counts.items():
             share = summary["flipped_by_region"][name]  # type: ignore[index]
             print(f"  {name:<10} {int(count):>5}   of which flipped labels: {share}")
         print(f"Wrote {out / 'metrics.csv'}, {out / 'dynamics.npz'}, {out / 'data_map.png'}")
     return summary
+
+
+def _noisy_digits(noise: float, seed: int) -> tuple[np.ndarray, ...]:
+    """8x8 digit images scaled to [0, 1], a stratified 80/20 split, and a ``noise`` share of
+    the training labels moved to another class, chosen uniformly: ``x_train, x_test,
+    y_noisy, y_test, flipped``."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    x = digits.data.astype(np.float32) / 16.0
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, digits.target, test_size=0.2, stratify=digits.target, random_state=seed
+    )
+    rng = np.random.default_rng(seed)
+    n, num_classes = len(y_train), 10
+    flipped = rng.random(n) < noise
+    y_noisy = np.where(flipped, (y_train + rng.integers(1, num_classes, n)) % num_classes, y_train)
+    return x_train, x_test, y_noisy, y_test, flipped
+
+
+def _train_recording(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    epochs: int,
+    seed: int,
+    verbose: bool,
+) -> tuple[TrainingDynamics, float]:
+    """A small MLP trained by a plain PyTorch loop that records each batch's own logits; the
+    recorded dynamics and the test accuracy."""
+    import torch
+    from torch import nn
+    from tqdm.auto import tqdm
+
+    from cartokit import DynamicsRecorder
+
+    torch.manual_seed(seed)
+    num_classes = 10
+    model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, num_classes))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    n = len(y_train)
+    xs, ys = torch.from_numpy(x_train), torch.from_numpy(y_train)
+    recorder = DynamicsRecorder(n, num_classes, class_names=[str(d) for d in range(10)])
+    batch_size = 64
+    generator = torch.Generator().manual_seed(seed)
+
+    for _ in tqdm(range(epochs), desc="training (recording dynamics)", disable=not verbose):
+        model.train()
+        for ids in torch.randperm(n, generator=generator).split(batch_size):
+            logits = model(xs[ids])
+            loss = loss_fn(logits, ys[ids])
+            recorder.update(ids, logits, ys[ids])  # the training pass's own logits: free
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        recorder.end_epoch()
+
+    model.eval()
+    with torch.no_grad():
+        test_acc = float((model(torch.from_numpy(x_test)).argmax(1).numpy() == y_test).mean())
+    return recorder.dynamics, test_acc

@@ -37,54 +37,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cartokit._validation import check_int, first_few
-from cartokit.recorder import DynamicsRecorder
-from cartokit.train import (
-    FitResult,
-    _as_data,
-    _InMemoryBatches,
-    _loader,
-    _logits_of,
-    _resolve_device,
-    _to_device,
-    evaluate,
-)
+import cartokit.train
+from cartokit._validation import Interval, check_int, check_param, param_error, positions_of
+from cartokit.models import threads_for
+from cartokit.train import FitResult, evaluate, fit
+from cartokit.train.batches import resolve_device
 
 if TYPE_CHECKING:
     from cartokit.data import Split
 
-__all__ = ["budget_epochs", "distill", "distill_on_subsets", "kd_loss", "predict_logits"]
+__all__ = ["budget_epochs", "distill", "distill_on_subsets", "kd_loss"]
 
 
-@torch.no_grad()
-def predict_logits(
-    model: nn.Module, data: Any, *, batch_size: int = 256, device: Any = None
-) -> np.ndarray:
-    """The model's logits for every sample of ``data``, in data order, as float32 ``(N, C)``.
+def __getattr__(name: str) -> Any:
+    if name == "predict_logits":  # moved to cartokit.train; kept for one release
+        import warnings
 
-    The model runs in eval mode (dropout off) without gradients, and is left in the mode it was in.
-
-    Examples
-    --------
-    >>> import torch
-    >>> predict_logits(torch.nn.Linear(3, 2), (np.zeros((4, 3), "float32"), [0, 1, 0, 1])).shape
-    (4, 2)
-    """
-    caller = "predict_logits"
-    batch_size = check_int("batch_size", batch_size, caller=caller, minimum=1)
-    prepared = _as_data(data, caller=caller, name="data")
-    if device is None:
-        param = next(model.parameters(), None)
-        device = param.device if param is not None else torch.device("cpu")
-    device = torch.device(device)
-    was_training = model.training
-    model.eval()
-    chunks = [
-        _logits_of(model(_to_device(x, device))).float().cpu()
-        for _, x, _ in _loader(prepared.dataset, batch_size)
-    ]
-    model.train(was_training)
-    return torch.cat(chunks).numpy()
+        warnings.warn(
+            "cartokit.distillation.predict_logits is deprecated; use cartokit.train.predict_logits",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return cartokit.train.predict_logits
+    raise AttributeError(f"module 'cartokit.distillation' has no attribute {name!r}")
 
 
 def kd_loss(
@@ -119,41 +94,26 @@ def kd_loss(
     return alpha * temperature**2 * soft + (1.0 - alpha) * hard
 
 
-def _check_unit(name: str, value: Any, *, caller: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise ValueError(
-            f"The '{name}' parameter of {caller} must be a float in the range [0, 1]. "
-            f"Got {value!r} instead."
-        )
-    return float(value)
-
-
 def _check_temperature(value: Any, *, caller: str) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValueError(
-            f"The 'temperature' parameter of {caller} must be a float > 0. Got {value!r} instead."
-        )
-    return float(value)
+    value = check_param(
+        "temperature", value, Interval(float, 0, None, closed="neither"), caller=caller
+    )
+    if not math.isfinite(value):
+        raise param_error("temperature", caller, "a finite float > 0", value)
+    return value
 
 
 def _subset_positions(split: Split, subset: Any, *, caller: str) -> np.ndarray:
+    """Rows of ``split`` holding the ids of ``subset``: each id once, every one found."""
     ids = np.asarray(subset.to_numpy() if isinstance(subset, (pd.Index, pd.Series)) else subset)
     if ids.ndim != 1 or ids.size == 0:
         raise ValueError(
             f"The 'subset' parameter of {caller} must be a non-empty 1-D sequence of sample ids "
             f"of data, such as the output of select. Got shape {ids.shape} instead."
         )
-    positions = pd.Index(split.ids).get_indexer(ids)
-    if (positions < 0).any():
-        raise ValueError(
-            f"{caller}: {int((positions < 0).sum())} ids of subset are not sample ids of "
-            f"{split.name!r}, e.g. {first_few(ids[positions < 0])}."
-        )
+    positions = positions_of(
+        split.ids, ids, caller=caller, what=f"the sample ids of {split.name!r}"
+    )
     if np.unique(positions).size != positions.size:
         raise ValueError(f"{caller}: subset repeats sample ids; give each once.")
     return positions
@@ -180,10 +140,10 @@ def distill(
     """Train ``student`` by knowledge distillation from ``teacher``, recording its dynamics.
 
     The teacher's logits are computed once, in eval mode, before training (pass
-    ``teacher_logits`` to reuse them across students). Each epoch shuffles the training samples
-    with a generator seeded by ``seed``, and each batch takes an AdamW step on :func:`kd_loss`.
-    The student's training-pass logits are recorded against the *given* labels, so its data
-    map is comparable with a map from :func:`~cartokit.fit`.
+    ``teacher_logits`` to reuse them across students). Then :func:`~cartokit.fit` trains the
+    student with :func:`kd_loss` as its ``loss_fn``: the same seeded shuffle (``seed + epoch``),
+    an AdamW step per batch, the student's training-pass logits recorded against the *given*
+    labels, so its data map is comparable with a map from :func:`~cartokit.fit`.
 
     Parameters
     ----------
@@ -211,7 +171,7 @@ def distill(
     device : str or torch.device, optional
         Default: CUDA when available, else the CPU.
     progress : bool, default False
-        Show a tqdm bar over epochs.
+        Show fit's progress bars.
 
     Returns
     -------
@@ -219,8 +179,6 @@ def distill(
         ``.model`` (the student), ``.history`` (``epoch``, ``step``, ``train_loss`` (the KD
         loss), ``train_accuracy`` and the evaluation columns), ``.recorder`` and ``.dynamics``.
     """
-    from tqdm.auto import tqdm
-
     from cartokit.data import Split
 
     caller = "distill"
@@ -230,71 +188,39 @@ def distill(
             f"Got {type(data).__name__} instead."
         )
     temperature = _check_temperature(temperature, caller=caller)
-    alpha = _check_unit("alpha", alpha, caller=caller)
+    alpha = check_param("alpha", alpha, Interval(float, 0, 1), caller=caller)
     epochs = check_int("epochs", epochs, caller=caller, minimum=1)
     batch_size = check_int("batch_size", batch_size, caller=caller, minimum=1)
     seed = check_int("seed", seed, caller=caller, minimum=0)
-    device = _resolve_device(device)
+    device = resolve_device(device)
     if teacher_logits is None:
         if teacher is None:
             raise ValueError(f"{caller} needs a teacher model or its teacher_logits. Got neither.")
         teacher.to(device)
-        teacher_logits = predict_logits(teacher, data, device=device)
-    soft_targets = torch.as_tensor(np.asarray(teacher_logits, dtype=np.float32))
-    if soft_targets.shape != (len(data), data.num_classes):
+        teacher_logits = cartokit.train.predict_logits(teacher, data, device=device)
+    targets = torch.as_tensor(np.asarray(teacher_logits, dtype=np.float32))
+    if targets.shape != (len(data), data.num_classes):
         raise ValueError(
             f"The 'teacher_logits' parameter of {caller} must have shape ({len(data)}, "
-            f"{data.num_classes}), one row per sample of data. Got {tuple(soft_targets.shape)}."
+            f"{data.num_classes}), one row per sample of data. Got {tuple(targets.shape)}."
         )
-    positions = None if subset is None else _subset_positions(data, subset, caller=caller)
-    train = data if positions is None else data.subset(positions, name=f"{data.name}[subset]")
-    if positions is not None:
-        soft_targets = soft_targets[torch.from_numpy(positions)]
-    soft_targets = soft_targets.to(device)
+    train = data
+    if subset is not None:
+        positions = _subset_positions(data, subset, caller=caller)
+        train = data.subset(positions, name=f"{data.name}[subset]")
+        targets = targets[torch.from_numpy(positions)]
+    targets = targets.to(device)
 
-    evals = {str(k): v for k, v in (eval_data or {}).items()}
-    dataset = train.to_torch()
-    batches = _InMemoryBatches(dataset)
-    n = len(train)
-    recorder = DynamicsRecorder(
-        n, train.num_classes, sample_ids=train.ids, class_names=train.class_names
-    )
-    student.to(device)
-    torch.manual_seed(seed)  # dropout
-    trainable = [p for p in student.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay)
-    shuffle = torch.Generator().manual_seed(seed)
+    def loss_fn(logits: torch.Tensor, labels: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        # rows: the batch's positions in train, so the matching rows of the teacher's logits
+        teacher_rows = targets[rows.to(device)]
+        return kd_loss(logits, teacher_rows, labels, temperature=temperature, alpha=alpha)
 
-    history = []
-    step = 0
-    student.train()
-    for epoch in tqdm(range(epochs), desc=caller, unit="epoch", disable=not progress):
-        loss_sum, correct = 0.0, 0
-        for rows in torch.randperm(n, generator=shuffle).split(batch_size):
-            ids, x, y = batches[rows.tolist()]
-            x, y = _to_device(x, device), y.to(device)
-            logits = _logits_of(student(x))
-            loss = kd_loss(
-                logits, soft_targets[ids.to(device)], y, temperature=temperature, alpha=alpha
-            )
-            recorder.update(ids, logits, y)  # the student's training pass, against given labels
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            loss_sum += float(loss.detach()) * len(rows)
-            correct += int((logits.detach().argmax(dim=1) == y).sum())
-        recorder.end_epoch()
-        row = {"epoch": epoch + 1, "step": step, "train_loss": loss_sum / n,
-               "train_accuracy": correct / n}  # fmt: skip
-        for name, split in evals.items():
-            scores = evaluate(student, split, device=device)
-            row[f"{name}_loss"] = scores.loss
-            row[f"{name}_accuracy"] = scores.accuracy
-            row[f"{name}_macro_f1"] = scores.macro_f1
-        history.append(row)
-    student.eval()
-    return FitResult(model=student, history=pd.DataFrame(history), recorder=recorder)
+    return fit(
+        student, train, loss_fn=loss_fn, epochs=epochs, batch_size=batch_size, lr=lr,
+        weight_decay=weight_decay, eval_data=eval_data, seed=seed, device=device,
+        progress=progress,
+    )  # fmt: skip
 
 
 def budget_epochs(full_size: int, subset_size: int, epochs: int) -> int:
@@ -342,8 +268,9 @@ def distill_on_subsets(
         Name -> sample ids of ``data`` (``None``: all of it), e.g. ``{"full": None,
         "ambiguous 33%": select(teacher_metrics, "ambiguous", 0.33)}``.
     teacher_logits : array-like of shape (len(data), C), optional
-        The teacher's logits for the rows of ``data``, e.g. from :func:`predict_logits` on the
-        teacher's own inputs when they differ from the student's (texts and embeddings).
+        The teacher's logits for the rows of ``data``, e.g. from
+        :func:`~cartokit.train.predict_logits` on the teacher's own inputs when they differ from
+        the student's (texts and embeddings).
     epochs : int, default 10
         Epochs on the full data.
     equal_budget : bool, default True
@@ -369,28 +296,30 @@ def distill_on_subsets(
     if teacher_logits is None:
         if teacher is None:
             raise ValueError(f"{caller} needs a teacher model or its teacher_logits. Got neither.")
-        teacher_logits = predict_logits(teacher, data)  # once, shared by every student
+        # once, shared by every student
+        teacher_logits = cartokit.train.predict_logits(teacher, data)
     logits = np.asarray(teacher_logits, dtype=np.float32)
     rows = []
-    for name, ids in subsets.items():
-        size = len(data) if ids is None else len(ids)
-        run_epochs = budget_epochs(len(data), size, epochs) if equal_budget else epochs
-        started = time.perf_counter()
-        result = distill(
-            None, make_student(data), data, teacher_logits=logits, subset=ids,
-            temperature=temperature, alpha=alpha, epochs=run_epochs, batch_size=batch_size,
-            lr=lr, seed=seed,
-        )  # fmt: skip
-        seconds = time.perf_counter() - started  # training only: evaluation comes after
-        row = {
-            "subset": name,
-            "samples": size,
-            "epochs": run_epochs,
-            "steps": int(result.history["step"].iloc[-1]),
-            "sample_epochs": size * run_epochs,
-        }
-        for key, split in (eval_data or {}).items():
-            row[f"{key}_accuracy"] = evaluate(result.model, split).accuracy
-        row["train_seconds"] = seconds
-        rows.append(row)
+    with threads_for(make_student):  # small students train fastest on one thread
+        for name, ids in subsets.items():
+            size = len(data) if ids is None else len(ids)
+            run_epochs = budget_epochs(len(data), size, epochs) if equal_budget else epochs
+            started = time.perf_counter()
+            result = distill(
+                None, make_student(data), data, teacher_logits=logits, subset=ids,
+                temperature=temperature, alpha=alpha, epochs=run_epochs, batch_size=batch_size,
+                lr=lr, seed=seed,
+            )  # fmt: skip
+            seconds = time.perf_counter() - started  # training only: evaluation comes after
+            row = {
+                "subset": name,
+                "samples": size,
+                "epochs": run_epochs,
+                "steps": int(result.history["step"].iloc[-1]),
+                "sample_epochs": size * run_epochs,
+            }
+            for key, split in (eval_data or {}).items():
+                row[f"{key}_accuracy"] = evaluate(result.model, split).accuracy
+            row["train_seconds"] = seconds
+            rows.append(row)
     return pd.DataFrame(rows).set_index("subset")

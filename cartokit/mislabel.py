@@ -1,4 +1,4 @@
-"""Find mislabeled training samples from one recorded run: score, cut, suggest, benchmark.
+"""Find mislabeled training samples from one recorded run: score, cut, suggest.
 
 A sample whose given label is wrong behaves in a recognisable way while a model trains: the
 model gives its label a low probability (low *confidence*), keeps preferring another class (a
@@ -7,12 +7,9 @@ and forgets it again (*forgetting events*). :func:`score_mislabeled` turns any o
 suspicion score per sample, higher meaning more likely mislabeled; :func:`suggest_cutoff` says
 where to cut the ranking; :func:`suggest_labels` proposes the label the model believes in.
 
-:func:`benchmark_detection` measures how well each score finds labels that it flipped itself
-(seeded symmetric and class-dependent noise), from a single recorded training run, against
-cleanlab's confident learning on out-of-sample probabilities from K-fold cross-validation (the
-way cleanlab's documentation recommends, at K trainings), and reports what each needed to train.
-Its headline (:meth:`DetectionBenchmark.compare`) is one method named in advance, the combined
-score by default, against the K-fold result; the full table keeps every method.
+Everything here works on a recorded run's metrics table and needs no torch and no training;
+how well the scores find flipped labels, against cleanlab's K-fold recipe, is measured by
+:mod:`cartokit.detection`.
 
 Examples
 --------
@@ -32,37 +29,50 @@ Examples
 from __future__ import annotations
 
 import importlib.util
-import os
-import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from cartokit._validation import check_int, first_few
+from cartokit._validation import (
+    Options,
+    check_int,
+    check_metrics_frame,
+    check_param,
+    positions_of,
+)
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-    from torch import nn
-
-    from cartokit.data import DataBundle, Split
     from cartokit.dynamics import TrainingDynamics
 
 __all__ = [
     "CLEANLAB_HINT",
     "DYNAMICS_METHODS",
     "METHODS",
-    "DetectionBenchmark",
-    "benchmark_detection",
-    "cross_val_probs",
-    "evaluate_detection",
+    "score_all",
     "score_mislabeled",
     "suggest_cutoff",
     "suggest_labels",
 ]
+
+# Moved to cartokit.detection; the old paths are kept for one release.
+_MOVED = ("DetectionBenchmark", "benchmark_detection", "cross_val_probs", "evaluate_detection")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        from cartokit import detection
+
+        warnings.warn(
+            f"cartokit.mislabel.{name} is deprecated; use cartokit.detection.{name}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(detection, name)
+    raise AttributeError(f"module 'cartokit.mislabel' has no attribute {name!r}")
+
 
 #: Suspicion scores by name: what each ranks by (higher score = more likely mislabeled).
 METHODS: dict[str, str] = {
@@ -116,31 +126,13 @@ def _cleanlab() -> Any:
     return cleanlab
 
 
-def _has_cleanlab() -> bool:
-    return importlib.util.find_spec("cleanlab") is not None
-
-
 def _check_method(method: Any, *, caller: str) -> str:
-    if method not in METHODS:
-        raise ValueError(
-            f"The 'method' parameter of {caller} must be one of {list(METHODS)}. "
-            f"Got {method!r} instead."
-        )
-    return method
+    return check_param("method", method, Options(list(METHODS)), caller=caller)
 
 
 def _check_metrics(metrics: Any, method: str, *, caller: str) -> pd.DataFrame:
-    if not isinstance(metrics, pd.DataFrame):
-        raise TypeError(
-            f"The 'metrics' parameter of {caller} must be a pandas DataFrame, such as the output "
-            f"of compute_metrics. Got {type(metrics).__name__} instead."
-        )
-    missing = [c for c in _NEEDS[method] if c not in metrics.columns]
-    if missing:
-        raise ValueError(
-            f"{caller}(method={method!r}) needs the columns {list(_NEEDS[method])} of the metrics "
-            f"table; missing: {missing}. Compute the table with compute_metrics."
-        )
+    check_metrics_frame(metrics, caller=caller)
+    check_metrics_frame(metrics, caller=f"{caller}(method={method!r})", columns=_NEEDS[method])
     if not metrics.index.is_unique:
         raise ValueError(f"{caller}: the metrics index must hold unique sample ids.")
     return metrics
@@ -150,20 +142,6 @@ def _floats(metrics: pd.DataFrame, column: str) -> np.ndarray:
     return metrics[column].to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def _positions(
-    ids: np.ndarray | pd.Index, wanted: pd.Index, *, caller: str, what: str
-) -> np.ndarray:
-    """Positions in ``ids`` of every id of ``wanted``; raise naming the missing ones."""
-    positions = pd.Index(ids).get_indexer(wanted)
-    if (positions < 0).any():
-        missing = wanted[positions < 0]
-        raise ValueError(
-            f"{caller}: {len(missing)} sample ids of the metrics table are not in {what}, e.g. "
-            f"{first_few(list(missing))}. Pass the {what} of the same run."
-        )
-    return positions
-
-
 def _mean_probs(dynamics: TrainingDynamics, wanted: pd.Index, *, caller: str) -> np.ndarray:
     if dynamics.probs is None:
         raise ValueError(
@@ -171,7 +149,7 @@ def _mean_probs(dynamics: TrainingDynamics, wanted: pd.Index, *, caller: str) ->
             "none. Record with DynamicsRecorder(..., store_probs=True) (fit(..., recorder=...)), "
             "or pass pred_probs= (N, C) probabilities, e.g. from cross_val_probs."
         )
-    probs = dynamics.probs[:, _positions(dynamics.ids, wanted, caller=caller, what="dynamics")]
+    probs = dynamics.probs[:, positions_of(dynamics.ids, wanted, caller=caller, what="dynamics")]
     # epochs where a sample was unseen hold NaN: averaged over the epochs that saw it
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -321,6 +299,43 @@ def score_mislabeled(
     return pd.Series(_score(metrics, method, probs), index=metrics.index, name=method)
 
 
+def score_all(
+    metrics: pd.DataFrame,
+    *,
+    dynamics: TrainingDynamics | None = None,
+    methods: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Every method's suspicion scores side by side: one column per method of
+    :func:`score_mislabeled`.
+
+    Parameters
+    ----------
+    metrics : pandas.DataFrame
+    dynamics : TrainingDynamics, optional
+        The run's record, for ``"cleanlab"``.
+    methods : sequence of str, optional
+        Default: every method that can be scored here: :data:`DYNAMICS_METHODS`, and
+        ``"cleanlab"`` when cleanlab is installed and ``dynamics`` holds probabilities.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed like ``metrics``.
+
+    Examples
+    --------
+    >>> m = pd.DataFrame({"confidence": [0.9, 0.2], "aum": [1.0, -1.0]}, index=["a", "b"])
+    >>> score_all(m, methods=["low_confidence", "aum"]).round(2).to_dict("list")
+    {'low_confidence': [0.1, 0.8], 'aum': [-1.0, 1.0]}
+    """
+    if methods is None:
+        probs = dynamics is not None and dynamics.probs is not None
+        with_cleanlab = probs and importlib.util.find_spec("cleanlab") is not None
+        methods = [*DYNAMICS_METHODS, *(["cleanlab"] if with_cleanlab else [])]
+    columns = {m: score_mislabeled(metrics, m, dynamics=dynamics) for m in methods}
+    return pd.DataFrame(columns, index=metrics.index)
+
+
 # ----------------------------------------------------------------------------------------------
 # Cut-offs and suggested labels
 
@@ -440,7 +455,7 @@ def suggest_labels(
         positions = np.arange(dyn.num_samples)
     else:
         wanted = pd.Index(list(ids) if not isinstance(ids, np.ndarray) else ids)
-        positions = _positions(dyn.ids, wanted, caller=caller, what="dyn.ids")
+        positions = positions_of(dyn.ids, wanted, caller=caller, what="dyn.ids")
     if dyn.probs is not None:
         probs = dyn.probs[burn_in:, positions].astype(np.float64)
         with warnings.catch_warnings():
@@ -483,527 +498,3 @@ def suggest_labels(
         table["label_name"] = names[labels]
         table["suggested_name"] = names[suggested]
     return table
-
-
-# ----------------------------------------------------------------------------------------------
-# Detection quality
-
-
-def _ranked_values(scores: np.ndarray) -> np.ndarray:
-    """Scores with NaN moved below every real score (a never-observed sample ranks last)."""
-    finite = scores[np.isfinite(scores)]
-    floor = (finite.min() - 1.0) if finite.size else 0.0
-    return np.where(np.isnan(scores), floor, scores)
-
-
-def evaluate_detection(
-    scores: Any, flipped: Any, *, k: int | None = None, cutoff: float | None = None
-) -> dict[str, float]:
-    """How well suspicion scores find the truly mislabeled samples.
-
-    Parameters
-    ----------
-    scores : array-like or pandas.Series
-        Higher = more suspicious; NaN ranks last.
-    flipped : array-like of bool or pandas.Series
-        Which samples are mislabeled. Two Series are aligned by index.
-    k : int, optional
-        For precision@k and recall@k: the top ``k`` by score (stable order on ties). Default:
-        the number of mislabeled samples, where precision@k equals recall@k.
-    cutoff : float, optional
-        Also report the samples flagged by ``score >= cutoff``.
-
-    Returns
-    -------
-    dict
-        ``auroc`` and ``average_precision`` (scikit-learn's ``roc_auc_score`` and
-        ``average_precision_score``), ``k``, ``precision_at_k``, ``recall_at_k``; with
-        ``cutoff``: ``cutoff``, ``flagged``, ``precision_at_cutoff`` (NaN when nothing is
-        flagged), ``recall_at_cutoff``.
-
-    Examples
-    --------
-    >>> r = evaluate_detection([0.9, 0.8, 0.1, 0.2], [True, False, False, True])
-    >>> r["auroc"], r["precision_at_k"]
-    (0.75, 0.5)
-    """
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
-    caller = "evaluate_detection"
-    if isinstance(scores, pd.Series) and isinstance(flipped, pd.Series):
-        if not scores.index.equals(flipped.index):
-            flipped = flipped.reindex(scores.index)
-            if flipped.isna().any():
-                raise ValueError(
-                    f"{caller}: {int(flipped.isna().sum())} ids of scores are not in flipped."
-                )
-    values = np.asarray(scores, dtype=np.float64).ravel()
-    truth = np.asarray(flipped).astype(bool).ravel()
-    if values.shape != truth.shape:
-        raise ValueError(
-            f"{caller}: scores and flipped must have one value per sample. Got {values.size} "
-            f"scores and {truth.size} flags."
-        )
-    positives = int(truth.sum())
-    if positives == 0 or positives == truth.size:
-        raise ValueError(
-            f"{caller}: flipped must mark some samples but not all ({positives} of {truth.size} "
-            "are marked); AUROC needs both kinds."
-        )
-    if k is None:
-        k = positives
-    k = check_int("k", k, caller=caller, minimum=1)
-    if k > truth.size:
-        raise ValueError(
-            f"The 'k' parameter of {caller} must be an int in [1, {truth.size}]. Got {k} instead."
-        )
-    ranked = _ranked_values(values)
-    top = np.argsort(-ranked, kind="stable")[:k]
-    hits = int(truth[top].sum())
-    result = {
-        "auroc": float(roc_auc_score(truth, ranked)),
-        "average_precision": float(average_precision_score(truth, ranked)),
-        "k": k,
-        "precision_at_k": hits / k,
-        "recall_at_k": hits / positives,
-    }
-    if cutoff is not None:
-        flagged = np.isfinite(values) & (values >= cutoff)
-        count = int(flagged.sum())
-        found = int((flagged & truth).sum())
-        result.update(
-            cutoff=float(cutoff),
-            flagged=count,
-            precision_at_cutoff=found / count if count else float("nan"),
-            recall_at_cutoff=found / positives,
-        )
-    return result
-
-
-# ----------------------------------------------------------------------------------------------
-# The benchmark
-
-
-def cross_val_probs(
-    make_model: Callable[[Split], nn.Module],
-    data: Split,
-    *,
-    folds: int = 5,
-    seed: int = 0,
-    **fit_options: Any,
-) -> tuple[np.ndarray, dict[str, float]]:
-    """Out-of-sample predicted probabilities from stratified K-fold cross-validation.
-
-    What cleanlab's documentation recommends feeding confident learning: each sample's
-    probabilities come from a model that never trained on it. Costs ``folds`` trainings.
-
-    Parameters
-    ----------
-    make_model : callable
-        ``make_model(split) -> torch.nn.Module``, a fresh model for a training split.
-    data : Split
-    folds : int, default 5
-    seed : int, default 0
-        Seeds the fold split and each fold's :func:`~cartokit.fit`.
-    **fit_options
-        Passed to :func:`~cartokit.fit` (``epochs``, ``batch_size``, ``lr``, ...).
-
-    Returns
-    -------
-    probs : numpy.ndarray of shape (N, C)
-        In ``data``'s row order.
-    cost : dict
-        ``trainings``, ``train_seconds`` (wall time of the trainings and the held-out
-        predictions), ``train_cpu_seconds`` (this process's CPU time, steadier on a shared
-        machine) and ``sample_epochs`` (training samples times epochs, summed over folds).
-    """
-    import torch
-    from sklearn.model_selection import StratifiedKFold
-
-    from cartokit.distillation import predict_logits
-    from cartokit.train import fit
-
-    caller = "cross_val_probs"
-    folds = check_int("folds", folds, caller=caller, minimum=2)
-    seed = check_int("seed", seed, caller=caller, minimum=0)
-    counts = np.bincount(data.labels, minlength=data.num_classes)
-    if counts[counts > 0].min() < folds:
-        raise ValueError(
-            f"The 'folds' parameter of {caller} must be at most the size of the smallest class "
-            f"({int(counts[counts > 0].min())}). Got {folds} instead."
-        )
-    epochs = fit_options.get("epochs", 10)
-    probs = np.zeros((len(data), data.num_classes))
-    splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    started, cpu = time.perf_counter(), time.process_time()
-    sample_epochs = 0
-    for train_rows, held_rows in splitter.split(np.zeros(len(data)), data.labels):
-        part = data.subset(train_rows, name=f"{data.name}[fold]")
-        options = {"progress": False, "record": False, "seed": seed, **fit_options}
-        model = fit(make_model(part), part, **options).model
-        logits = predict_logits(model, data.subset(held_rows))
-        probs[held_rows] = torch.softmax(torch.as_tensor(logits, dtype=torch.float64), 1).numpy()
-        sample_epochs += len(train_rows) * epochs
-    cost = {
-        "trainings": folds,
-        "train_seconds": time.perf_counter() - started,
-        "train_cpu_seconds": time.process_time() - cpu,
-        "sample_epochs": sample_epochs,
-    }
-    return probs, cost
-
-
-@dataclass
-class DetectionBenchmark:
-    """What :func:`benchmark_detection` returns.
-
-    Attributes
-    ----------
-    table : pandas.DataFrame
-        One row per noise setting and method: ``setting``, ``method``, ``approach``
-        (``"single run"`` or ``"K-fold"``), ``flipped``, ``auroc``, ``average_precision``,
-        ``k``, ``precision_at_k``, ``recall_at_k`` (k = the number of flipped labels),
-        ``cutoff``, ``flagged``, ``precision_at_cutoff``, ``recall_at_cutoff``, and the
-        compute behind the scores: ``trainings``, ``train_seconds``, ``train_cpu_seconds``,
-        ``sample_epochs``.
-    scores : dict of str to pandas.DataFrame
-        Per setting: every method's scores (columns), ``flipped``, indexed by sample id.
-    runs : pandas.DataFrame
-        Per setting: samples, flipped labels, the single run's last training accuracy on the
-        noisy labels and, with test data, its test accuracy.
-    """
-
-    table: pd.DataFrame
-    scores: dict[str, pd.DataFrame]
-    runs: pd.DataFrame
-    folds: int = 0
-    settings: list[str] = field(default_factory=list)
-
-    def compare(self, method: str = "combined", *, tolerance: float = 0.005) -> pd.DataFrame:
-        """Per setting: one single-run method, named in advance, against cleanlab's K-fold result.
-
-        The method is fixed before the results are seen, by default ``"combined"``
-        (:func:`score_mislabeled`'s default, the ranking the review panel shows): the best of
-        several methods, picked per setting and per measure after scoring them on the same data,
-        would flatter the single run. :attr:`table` keeps every method's figures beside it.
-
-        Columns: ``method``, its ``auroc`` and ``precision_at_k``, the K-fold ``kfold_auroc``
-        and ``kfold_precision_at_k``, ``as_good`` (both at least the K-fold figures, less
-        ``tolerance``), and the compute ratios single run / K-fold: ``trainings_ratio``,
-        ``seconds_ratio``, ``cpu_seconds_ratio``, ``sample_epochs_ratio``. Empty without a
-        K-fold baseline.
-
-        Examples
-        --------
-        >>> import pandas as pd
-        >>> cost = {"trainings": 1, "train_seconds": 1.0, "train_cpu_seconds": 1.0,
-        ...         "sample_epochs": 10}
-        >>> table = pd.DataFrame([
-        ...     {"setting": "s", "method": "aum", "approach": "single run", "auroc": 0.99,
-        ...      "precision_at_k": 0.9, **cost},
-        ...     {"setting": "s", "method": "combined", "approach": "single run", "auroc": 0.95,
-        ...      "precision_at_k": 0.8, **cost},
-        ...     {"setting": "s", "method": "cleanlab (5-fold)", "approach": "K-fold",
-        ...      "auroc": 0.97, "precision_at_k": 0.85, **{**cost, "trainings": 5}},
-        ... ])
-        >>> row = DetectionBenchmark(table, {}, pd.DataFrame()).compare().loc["s"]
-        >>> row["method"], float(row["auroc"]), bool(row["as_good"])  # not aum, the best here
-        ('combined', 0.95, False)
-        """
-        caller = "DetectionBenchmark.compare"
-        method = _check_method(method, caller=caller)
-        table = self.table
-        if table.empty or not (table["approach"] == "K-fold").any():
-            return pd.DataFrame()
-        scored = set(table.loc[table["approach"] == "single run", "method"])
-        if method not in scored:
-            raise ValueError(
-                f"{caller}: the method {method!r} was not scored in this benchmark; scored: "
-                f"{sorted(scored)}. Pass one of them, or run benchmark_detection with it in "
-                "methods=."
-            )
-        rows = []
-        for setting, part in self.table.groupby("setting", sort=False):
-            single = part[(part["approach"] == "single run") & (part["method"] == method)]
-            kfold = part[part["approach"] == "K-fold"]
-            if single.empty or kfold.empty:
-                continue
-            run, ref = single.iloc[0], kfold.iloc[0]
-            rows.append(
-                {
-                    "setting": setting,
-                    "method": method,
-                    "auroc": run["auroc"],
-                    "kfold_auroc": ref["auroc"],
-                    "precision_at_k": run["precision_at_k"],
-                    "kfold_precision_at_k": ref["precision_at_k"],
-                    "as_good": bool(
-                        run["auroc"] >= ref["auroc"] - tolerance
-                        and run["precision_at_k"] >= ref["precision_at_k"] - tolerance
-                    ),
-                    "trainings_ratio": run["trainings"] / ref["trainings"],
-                    "seconds_ratio": run["train_seconds"] / ref["train_seconds"],
-                    "cpu_seconds_ratio": run["train_cpu_seconds"] / ref["train_cpu_seconds"],
-                    "sample_epochs_ratio": run["sample_epochs"] / ref["sample_epochs"],
-                }
-            )
-        return pd.DataFrame(rows).set_index("setting") if rows else pd.DataFrame()
-
-    def plot(self, *, path: str | os.PathLike[str] | None = None) -> Figure:
-        """Precision-recall curves: one panel per noise setting, one line per method."""
-        from sklearn.metrics import precision_recall_curve
-
-        from cartokit.plot._style import (
-            CLASS_COLORS,
-            NotebookFigure,
-            check_figure_path,
-            save_figure,
-        )
-
-        target = check_figure_path(path, caller="DetectionBenchmark.plot")
-        settings = list(self.scores)
-        fig = NotebookFigure(figsize=(4.2 * len(settings), 3.9), layout="constrained")
-        axes = fig.subplots(1, len(settings), squeeze=False)[0]
-        palette = CLASS_COLORS
-        for ax, setting in zip(axes, settings):
-            frame = self.scores[setting]
-            truth = frame["flipped"].to_numpy(dtype=bool)
-            rows = self.table[self.table["setting"] == setting].set_index("method")
-            for i, column in enumerate(c for c in frame.columns if c != "flipped"):
-                precision, recall, _ = precision_recall_curve(
-                    truth, _ranked_values(frame[column].to_numpy(dtype=np.float64))
-                )
-                kfold = rows.loc[column, "approach"] == "K-fold"
-                ax.plot(
-                    recall, precision, lw=1.8 if kfold else 1.3, ls="--" if kfold else "-",
-                    color=palette[i % len(palette)],
-                    label=f"{column} (AP {rows.loc[column, 'average_precision']:.2f})",
-                )  # fmt: skip
-            ax.axhline(truth.mean(), color="#999999", lw=0.8, ls=":")
-            ax.set_title(f"{setting}: {int(truth.sum())} flipped", fontsize=10)
-            ax.set_xlabel("recall")
-            ax.set_xlim(0, 1.01)
-            ax.set_ylim(0, 1.02)
-            ax.spines[["top", "right"]].set_visible(False)
-            ax.legend(fontsize=7, frameon=False, loc="lower left")
-        axes[0].set_ylabel("precision")
-        save_figure(fig, target)
-        return fig
-
-
-def _default_noise(num_classes: int, seed: int) -> dict[str, dict[str, Any]]:
-    from cartokit.noise import class_dependent_transition
-
-    return {
-        "symmetric 10%": {"rate": 0.1},
-        "symmetric 30%": {"rate": 0.3},
-        "class-dependent 20%": {
-            "transition": class_dependent_transition(num_classes, 0.2, seed=seed)
-        },
-    }
-
-
-def _check_noise(noise: Any, num_classes: int, seed: int, *, caller: str) -> dict[str, dict]:
-    if noise is None:
-        return _default_noise(num_classes, seed)
-    if not isinstance(noise, Mapping) or not noise:
-        raise TypeError(
-            f"The 'noise' parameter of {caller} must be a non-empty dict from setting names to "
-            "{'rate': float} or {'transition': (C, C) matrix}, or None for the default settings. "
-            f"Got {noise!r} instead."
-        )
-    for name, spec in noise.items():
-        if not isinstance(spec, Mapping) or set(spec) not in ({"rate"}, {"transition"}):
-            raise ValueError(
-                f"The noise setting {name!r} of {caller} must be {{'rate': float}} or "
-                f"{{'transition': matrix}}. Got {spec!r} instead."
-            )
-    return {str(k): dict(v) for k, v in noise.items()}
-
-
-def benchmark_detection(
-    data: Split | DataBundle,
-    *,
-    make_model: Callable[[Split], nn.Module] | None = None,
-    noise: Mapping[str, Mapping[str, Any]] | None = None,
-    methods: Sequence[str] | None = None,
-    folds: int | None = 5,
-    epochs: int = 20,
-    batch_size: int = 64,
-    lr: float = 1e-3,
-    seed: int = 0,
-    progress: bool = False,
-) -> DetectionBenchmark:
-    """Inject seeded label noise, train once while recording, and score every detector.
-
-    For each noise setting:
-
-    1. flip labels of the training split with :func:`~cartokit.inject_noise` (seeded);
-    2. train one model with :func:`~cartokit.fit`, recording its dynamics with per-epoch
-       probabilities, and score the samples with every method of :func:`score_mislabeled`: one
-       training for all of them;
-    3. with ``folds``: cleanlab's recommended recipe, confident learning on out-of-sample
-       probabilities from ``folds``-fold cross-validation (:func:`cross_val_probs`), at
-       ``folds`` trainings;
-    4. evaluate each score against the flipped labels (:func:`evaluate_detection`): AUROC,
-       average precision, precision@k and recall@k with k the number of flipped labels, and
-       the samples flagged by :func:`suggest_cutoff`.
-
-    Parameters
-    ----------
-    data : Split or DataBundle
-        The clean training split (a bundle's ``train``; its ``test`` is then scored too).
-    make_model : callable, optional
-        ``make_model(split) -> torch.nn.Module``, a fresh model each call. Default: a seeded
-        :class:`~cartokit.MLP` (array inputs only; for text, embed first, see
-        :func:`cartokit.pipeline.model_data`).
-    noise : dict, optional
-        Setting name -> ``{"rate": r}`` (symmetric: ``round(r N)`` labels moved to another class
-        uniformly) or ``{"transition": T}`` (class-dependent). Default: symmetric 10 % and 30 %,
-        and class-dependent 20 % from :func:`~cartokit.noise.class_dependent_transition`.
-    methods : sequence of str, optional
-        Single-run methods to score; default all of :data:`METHODS` (``"cleanlab"`` only when
-        cleanlab is installed).
-    folds : int or None, default 5
-        Folds of the cleanlab baseline; ``None`` skips it. Skipped with a warning when cleanlab
-        is not installed.
-    epochs, batch_size, lr : training options of every training, single run and folds alike.
-    seed : int, default 0
-        Seeds the noise, the training and the folds.
-    progress : bool, default False
-
-    Returns
-    -------
-    DetectionBenchmark
-        ``.table`` (every method), ``.scores``, ``.runs``, ``.compare()`` and ``.plot()``. The
-        headline, ``.compare()``, reports one method named before the results are seen (by
-        default ``"combined"``) against the K-fold baseline, not the best method found after
-        the fact.
-    """
-    from cartokit.data import DataBundle, Split
-    from cartokit.distillation import predict_logits
-    from cartokit.metrics import compute_metrics
-    from cartokit.models import MLP
-    from cartokit.noise import inject_noise
-    from cartokit.recorder import DynamicsRecorder
-    from cartokit.train import fit
-
-    caller = "benchmark_detection"
-    test = None
-    if isinstance(data, DataBundle):
-        data, test = data.train, data.test
-    if not isinstance(data, Split):
-        raise TypeError(
-            f"The 'data' parameter of {caller} must be a cartokit Split or DataBundle. "
-            f"Got {type(data).__name__} instead."
-        )
-    seed = check_int("seed", seed, caller=caller, minimum=0)
-    epochs = check_int("epochs", epochs, caller=caller, minimum=2)
-    settings = _check_noise(noise, data.num_classes, seed, caller=caller)
-    if methods is None:
-        methods = [m for m in METHODS if m != "cleanlab" or _has_cleanlab()]
-    methods = [_check_method(m, caller=caller) for m in methods]
-    if "cleanlab" in methods:
-        _cleanlab()
-    if folds is not None:
-        folds = check_int("folds", folds, caller=caller, minimum=2)
-        if not _has_cleanlab():
-            warnings.warn(
-                f"{caller}: cleanlab is not installed, so the K-fold baseline is skipped. "
-                f"Install it with {CLEANLAB_HINT}.",
-                UserWarning,
-                stacklevel=2,
-            )
-            folds = None
-    if make_model is None:
-        if data.kind == "text":
-            raise ValueError(
-                f"{caller}: the default model (an MLP) needs array inputs, and {data.name!r} "
-                "holds text. Pass make_model=, or embed the texts first "
-                "(cartokit.pipeline.model_data(bundle, model='minilm'))."
-            )
-
-        def make_model(split: Split) -> nn.Module:
-            return MLP.from_split(split, seed=seed)
-
-    fit_options = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}
-    # untimed warm-up: one-off start-up costs (allocator, kernels) must not land on one method
-    fit(make_model(data), data, **{**fit_options, "epochs": 1, "record": False, "progress": False})
-    rows: list[dict[str, Any]] = []
-    all_scores: dict[str, pd.DataFrame] = {}
-    runs = []
-    for name, spec in settings.items():
-        noisy = inject_noise(data, seed=seed, **spec)
-        flipped = noisy.frame["flipped"].to_numpy(dtype=bool)
-        if not flipped.any():
-            raise ValueError(f"{caller}: the noise setting {name!r} flipped no label.")
-        recorder = DynamicsRecorder(
-            len(noisy),
-            noisy.num_classes,
-            sample_ids=noisy.ids,
-            class_names=noisy.class_names,
-            store_probs=True,
-        )
-        started, cpu = time.perf_counter(), time.process_time()
-        result = fit(make_model(noisy), noisy, recorder=recorder, progress=progress, **fit_options)
-        single_cost = {
-            "trainings": 1,
-            "train_seconds": time.perf_counter() - started,
-            "train_cpu_seconds": time.process_time() - cpu,
-            "sample_epochs": len(noisy) * epochs,
-        }
-        metrics = compute_metrics(result.dynamics)
-        run = {
-            "setting": name,
-            "samples": len(noisy),
-            "flipped": int(flipped.sum()),
-            "train_accuracy": float(result.history["train_accuracy"].iloc[-1]),
-        }
-        if test is not None:
-            predictions = predict_logits(result.model, test).argmax(axis=1)
-            run["test_accuracy"] = float((predictions == test.labels).mean())
-        runs.append(run)
-        scores = {}
-        for method in methods:
-            scores[method] = score_mislabeled(metrics, method, dynamics=result.dynamics)
-            rows.append(
-                _row(name, method, method, "single run", scores[method], flipped, single_cost)
-            )
-        if folds is not None:
-            probs, kfold_cost = cross_val_probs(make_model, noisy, folds=folds, **fit_options)
-            column = f"cleanlab ({folds}-fold)"
-            scores[column] = score_mislabeled(metrics, "cleanlab", pred_probs=probs)
-            rows.append(
-                _row(name, column, "cleanlab", "K-fold", scores[column], flipped, kfold_cost)
-            )
-        frame = pd.DataFrame({k: v.to_numpy() for k, v in scores.items()}, index=metrics.index)
-        frame["flipped"] = flipped
-        all_scores[name] = frame
-    return DetectionBenchmark(
-        table=pd.DataFrame(rows),
-        scores=all_scores,
-        runs=pd.DataFrame(runs).set_index("setting"),
-        folds=folds or 0,
-        settings=list(settings),
-    )
-
-
-def _row(
-    setting: str,
-    column: str,
-    method: str,
-    approach: str,
-    scores: pd.Series,
-    flipped: np.ndarray,
-    cost: Mapping[str, float],
-) -> dict[str, Any]:
-    cutoff = suggest_cutoff(scores.to_numpy(), method)
-    quality = evaluate_detection(scores.to_numpy(), flipped, cutoff=cutoff)
-    return {
-        "setting": setting,
-        "method": column,
-        "approach": approach,
-        "flipped": int(flipped.sum()),
-        **quality,
-        **cost,
-    }

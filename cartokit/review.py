@@ -3,9 +3,9 @@
 :class:`ReviewSession` walks through suspects, most suspicious first. Each decision (*keep*,
 *relabel* to another class, or *drop*) is appended to a CSV log, flushed and synced to disk
 (``fsync``) the moment it is made, so a dead kernel loses nothing; reopening the session on the
-same log resumes at the first suspect without a decision. :class:`ReviewWidget` is the same
-session as an ipywidgets panel: the sample, its training trajectory, its given and suggested
-labels, and the buttons. :func:`apply_review` returns the cleaned data.
+same log resumes at the first suspect without a decision. :func:`apply_review` returns the
+cleaned data. The same session as an ipywidgets panel (the sample, its training trajectory, its
+given and suggested labels, and the buttons) is :class:`cartokit.widgets.ReviewWidget`.
 
 Test data is off limits by default. Dropping or relabelling the test samples a model gets wrong
 raises its test score without making it any better, a known pitfall; a session refuses suspects
@@ -34,7 +34,6 @@ True
 from __future__ import annotations
 
 import csv
-import html
 import io
 import os
 import re
@@ -48,12 +47,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from cartokit._validation import first_few
-
-try:  # the widget needs ipywidgets; the session and apply_review do not
-    import ipywidgets as _widgets
-except ImportError:  # pragma: no cover - exercised only without the extra
-    _widgets = None
+from cartokit._validation import first_few, positions_of
 
 if TYPE_CHECKING:
     from cartokit.data import DataBundle, Split
@@ -64,7 +58,6 @@ __all__ = [
     "LOG_COLUMNS",
     "ReviewItem",
     "ReviewSession",
-    "ReviewWidget",
     "apply_review",
     "read_decisions",
 ]
@@ -301,7 +294,7 @@ def _decisions_table(decisions: Any, *, caller: str) -> pd.DataFrame:
 
 def _apply_to_split(split: Split, table: pd.DataFrame, *, caller: str) -> Split:
     """The split with ``table``'s decisions (ids all in the split) applied."""
-    positions = pd.Index([_key(i) for i in split.ids]).get_indexer(table["id"])
+    positions = positions_of([_key(i) for i in split.ids], table["id"], caller=caller)
     labels = split.labels.copy()
     review = np.full(len(split), None, dtype=object)
     review[positions] = table["decision"].to_numpy()
@@ -781,243 +774,19 @@ class ReviewSession:
 
 
 # ----------------------------------------------------------------------------------------------
-# The widget
+# Names that moved
 
 
-def _image_png(image: np.ndarray) -> bytes:
-    from matplotlib.image import imsave
-
-    image = np.asarray(image, dtype=np.float64)
-    if image.ndim == 3 and image.shape[-1] == 1:
-        image = image[..., 0]
-    scale = max(1, 160 // max(image.shape[:2]))
-    image = np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
-    buffer = io.BytesIO()
-    if image.ndim == 2:
-        imsave(buffer, image, cmap="gray_r", format="png")
-    else:
-        imsave(buffer, np.clip(image, 0.0, 1.0), format="png")
-    return buffer.getvalue()
-
-
-def _trajectory_png(item: ReviewItem) -> bytes:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(3.8, 2.3), dpi=80, layout="constrained")
-    ax = fig.add_subplot()
-    epochs = np.arange(len(item.trajectory))
-    ax.plot(epochs, item.trajectory, marker="o", ms=3, color="#CC3311",
-            label=f"given: {item.label_name}")  # fmt: skip
-    if item.suggested_trajectory is not None and item.suggested != item.label:
-        ax.plot(epochs, item.suggested_trajectory, marker="o", ms=3, color="#0072B2",
-                label=f"suggested: {item.suggested_name}")  # fmt: skip
-    ax.set_ylim(-0.03, 1.03)
-    ax.set_xlabel("epoch", fontsize=8)
-    ax.set_ylabel("probability", fontsize=8)
-    ax.tick_params(labelsize=7)
-    ax.legend(fontsize=7, frameon=False)
-    ax.spines[["top", "right"]].set_visible(False)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return buffer.getvalue()
-
-
-if _widgets is not None:
-    _Base: Any = _widgets.VBox
-else:  # pragma: no cover
-    _Base = object
-
-
-class ReviewWidget(_Base):
-    """The review loop as an ipywidgets panel: one suspect at a time, most suspicious first.
-
-    Shows the sample (its text or image), its gold-label probability per epoch (and the
-    suggested class's, when probabilities were recorded), its given and suggested labels and
-    the latest decision, with buttons *keep*, *relabel* (to the class in the drop-down, the
-    suggestion by default), *drop*, *back* and *skip*. Every decision is in the log on disk
-    before the next suspect shows.
-
-    Parameters
-    ----------
-    session : ReviewSession, or the suspects
-        A session, or the ``suspects`` argument of :class:`ReviewSession`; then ``log_path`` and
-        ``**options`` (``data``, ``dynamics``, ``suggestions``, ``limit``, ``allow_test``) build
-        one.
-
-    Attributes
-    ----------
-    session : ReviewSession
-    keep_button, relabel_button, drop_button, back_button, skip_button : ipywidgets.Button
-    relabel_to : ipywidgets.Dropdown
-        The class a *relabel* assigns.
-    """
-
-    def __init__(
-        self,
-        session: ReviewSession | pd.Series | Sequence[Any],
-        log_path: str | os.PathLike[str] | None = None,
-        **options: Any,
-    ) -> None:
-        if _widgets is None:  # pragma: no cover
-            raise ImportError(
-                "ReviewWidget needs ipywidgets. Install it with: pip install 'cartokit[widgets]'"
-            )
-        if not isinstance(session, ReviewSession):
-            if log_path is None:
-                raise ValueError(
-                    "ReviewWidget needs a log_path for the decisions when it is given suspects "
-                    "rather than a ReviewSession."
-                )
-            session = ReviewSession(session, log_path, **options)
-        elif log_path is not None or options:
-            raise ValueError(
-                "ReviewWidget: pass either a ReviewSession or its arguments, not both."
-            )
-        self.session = session
-        w = _widgets
-        self._header = w.HTML()
-        self._progress = w.IntProgress(min=0, max=len(session), description="decided")
-        self._sample_image = w.Image(format="png", layout=w.Layout(display="none"))
-        self._sample_html = w.HTML(layout=w.Layout(width="380px"))
-        self._trajectory = w.Image(format="png", layout=w.Layout(display="none"))
-        self._info = w.HTML()
-        self._status = w.HTML()
-        first = next(iter(self._splits()))
-        names = list(first.class_names)
-        self.relabel_to = w.Dropdown(
-            options=[(f"{i}: {n}", i) for i, n in enumerate(names)],
-            description="relabel to",
-            layout=w.Layout(width="240px"),
+def __getattr__(name: str) -> Any:
+    # A deprecation alias for one release: the widget lives with the other widgets now, and
+    # this module imports no ipywidgets.
+    if name == "ReviewWidget":
+        warnings.warn(
+            "cartokit.review.ReviewWidget is deprecated; use cartokit.widgets.ReviewWidget",
+            DeprecationWarning,
+            stacklevel=2,
         )
-        self.keep_button = w.Button(description="keep", button_style="success", icon="check")
-        self.relabel_button = w.Button(description="relabel", button_style="warning", icon="edit")
-        self.drop_button = w.Button(description="drop", button_style="danger", icon="trash")
-        self.back_button = w.Button(description="back", icon="arrow-left")
-        self.skip_button = w.Button(description="skip", icon="arrow-right")
-        self.keep_button.on_click(lambda _: self._decide("keep"))
-        self.relabel_button.on_click(lambda _: self._decide("relabel", self.relabel_to.value))
-        self.drop_button.on_click(lambda _: self._decide("drop"))
-        self.back_button.on_click(lambda _: self._move(session.back))
-        self.skip_button.on_click(lambda _: self._move(session.skip))
-        super().__init__(
-            children=[
-                self._header,
-                self._progress,
-                w.HBox([w.VBox([self._sample_image, self._sample_html]), self._trajectory]),
-                self._info,
-                w.HBox([self.keep_button, self.relabel_to, self.relabel_button, self.drop_button]),
-                w.HBox([self.back_button, self.skip_button]),
-                self._status,
-            ]
-        )
-        self.add_class("cartokit-review")
-        self._show()
+        from cartokit.widgets.review import ReviewWidget
 
-    @classmethod
-    def from_explorer(
-        cls,
-        explorer: Any,
-        log_path: str | os.PathLike[str],
-        *,
-        scores: pd.Series | None = None,
-        method: str = "combined",
-        **options: Any,
-    ) -> ReviewWidget:
-        """A review of the explorer's samples: its metrics scored by ``method`` (or ``scores``),
-        its ``data`` and ``dynamics``; ``options`` as in :class:`ReviewSession`."""
-        from cartokit.mislabel import score_mislabeled
-
-        if getattr(explorer, "data", None) is None:
-            raise ValueError(
-                "ReviewWidget.from_explorer: the explorer has no data; build it with "
-                "DataMapExplorer(metrics, data=split, dynamics=dyn) to review its samples."
-            )
-        if scores is None:
-            scores = score_mislabeled(explorer.metrics, method, dynamics=explorer.dynamics)
-        options.setdefault("dynamics", explorer.dynamics)
-        return cls(scores, log_path, data=explorer.data, **options)
-
-    def refresh(self) -> None:
-        """Show the session's current state, e.g. after decisions made in code
-        (``widget.session.accept_suggestions(10)``)."""
-        self._show()
-
-    # ------------------------------------------------------------------ handlers
-    def _splits(self) -> list[Split]:
-        data = self.session.data
-        return list(data.splits.values()) if hasattr(data, "splits") else [data]
-
-    def _decide(self, decision: str, new_label: int | None = None) -> None:
-        current = self.session.current
-        try:
-            self.session.decide(decision, new_label)
-        except (ValueError, RuntimeError) as err:
-            self._status.value = f"<span style='color:#CC3311'>{html.escape(str(err))}</span>"
-            return
-        what = decision if new_label is None else f"{decision} → {new_label}"
-        self._show(f"Saved: id {html.escape(str(current))}: {html.escape(what)}.")
-
-    def _move(self, step: Any) -> None:
-        step()
-        self._show()
-
-    def _show(self, status: str = "") -> None:
-        session = self.session
-        self._progress.value = session.num_decided
-        self._status.value = status
-        done = session.current is None
-        for button in (self.keep_button, self.relabel_button, self.drop_button, self.skip_button):
-            button.disabled = done
-        if done:
-            self._header.value = (
-                f"<b>Review done</b>: {session.num_decided} of {len(session)} suspects decided. "
-                f"Log: <code>{html.escape(str(session.log_path))}</code>. "
-                "apply_review(data, log) returns the cleaned data."
-            )
-            self._sample_image.layout.display = "none"
-            self._trajectory.layout.display = "none"
-            self._sample_html.value = self._info.value = ""
-            return
-        item = session.item()
-        score = "" if np.isnan(item.score) else f" · score {item.score:.3f}"
-        self._header.value = (
-            f"<b>Suspect {item.rank} of {item.total}</b> · id {html.escape(str(item.id))} · "
-            f"{html.escape(item.split)}{score} · {session.num_decided} decided"
-        )
-        if isinstance(item.sample, str):
-            self._sample_image.layout.display = "none"
-            self._sample_html.value = (
-                "<div class='cartokit-review-text' style='white-space:pre-wrap;max-height:220px;"
-                f"overflow:auto;border:1px solid #ddd;padding:4px'>{html.escape(item.sample)}</div>"
-            )
-        elif np.ndim(item.sample) in (2, 3):
-            self._sample_image.value = _image_png(item.sample)
-            self._sample_image.layout.display = None
-            self._sample_html.value = ""
-        else:
-            shown = ", ".join(f"{v:.3g}" for v in np.ravel(item.sample)[:24])
-            self._sample_image.layout.display = "none"
-            self._sample_html.value = f"<code>[{html.escape(shown)}, …]</code>"
-        if item.trajectory is not None:
-            self._trajectory.value = _trajectory_png(item)
-            self._trajectory.layout.display = None
-        else:
-            self._trajectory.layout.display = "none"
-        suggestion = "none (pass dynamics=)"
-        if item.suggested is not None:
-            support = (
-                "" if item.support is None or np.isnan(item.support) else f" ({item.support:.2f})"
-            )
-            suggestion = f"<b>{item.suggested}: {html.escape(item.suggested_name)}</b>{support}"
-        if item.suggested is not None and item.suggested != item.label:
-            self.relabel_to.value = item.suggested
-        elif self.relabel_to.value == item.label:  # relabelling to the given label means nothing
-            self.relabel_to.value = (item.label + 1) % len(self.relabel_to.options)
-        previous = ""
-        if item.decision is not None:
-            to = "" if item.new_label is None else f" → {item.new_label}"
-            previous = f" · decided: <b>{item.decision}{to}</b>"
-        self._info.value = (
-            f"given label <b>{item.label}: {html.escape(item.label_name)}</b> · "
-            f"suggested {suggestion}{previous}"
-        )
+        return ReviewWidget
+    raise AttributeError(f"module 'cartokit.review' has no attribute {name!r}")

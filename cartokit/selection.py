@@ -32,7 +32,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cartokit._validation import check_metrics_frame, is_real, show
+from cartokit._validation import (
+    Boolean,
+    Optional,
+    check_metrics_frame,
+    check_param,
+    check_seed,
+    first_few,
+    is_real,
+    positions_of,
+    show,
+)
 from cartokit.regions import REGIONS, Thresholds, map_coordinates, region_codes
 
 __all__ = [
@@ -136,10 +146,6 @@ def _resolve_by(
             f"{subject} must be a selector name or a column name (str). "
             f"Got {type(by).__name__} instead."
         )
-    if lowest is not None and not isinstance(lowest, (bool, np.bool_)):
-        raise TypeError(
-            f"The 'lowest' parameter must be a bool or None. Got {show(lowest)} instead."
-        )
     if by == RANDOM:
         if lowest is not None:
             raise ValueError(
@@ -196,7 +202,7 @@ def _never_learned(metrics: pd.DataFrame) -> np.ndarray:
         raise ValueError(
             f"The 'never_learned' column of the metrics table must hold True or False for every "
             f"sample to rank by forgetting. Got dtype {series.dtype} with values "
-            f"{_first_few(series.unique())} instead. Recompute it with compute_metrics, or drop "
+            f"{first_few(series.unique())} instead. Recompute it with compute_metrics, or drop "
             "the column to rank by the forgetting count alone."
         )
     return series.to_numpy(dtype=bool)
@@ -213,30 +219,18 @@ def _check_region(region: Any, *, subject: str) -> int | None:
     return REGIONS.index(region)
 
 
-def _check_optional_thresholds(thresholds: Any, *, caller: str) -> Thresholds | None:
-    return None if thresholds is None else Thresholds.coerce(thresholds, caller=caller)
-
-
-def _check_flag(value: Any, name: str, *, caller: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(
-            f"The {name!r} parameter of {caller} must be a bool. Got {show(value)} instead."
-        )
-    return bool(value)
-
-
-def _check_seed(seed: Any, *, caller: str) -> int | None:
-    if seed is not None and (
-        isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer))
-    ):
-        raise TypeError(
-            f"The 'seed' parameter of {caller} must be an int or None. Got {show(seed)} instead."
-        )
-    if seed is not None and seed < 0:  # numpy's generators take seeds >= 0 only
-        raise ValueError(
-            f"The 'seed' parameter of {caller} must be an int >= 0 or None. Got {seed} instead."
-        )
-    return seed
+def _check_options(
+    metrics: pd.DataFrame, thresholds: Any, balanced: Any, seed: Any, *, caller: str
+) -> tuple[Thresholds | None, np.ndarray | None, np.random.Generator]:
+    """What :func:`select` and :func:`select_mixture` share, checked: the thresholds, the class
+    of each row when ``balanced`` (else ``None``), and the seeded generator."""
+    if thresholds is not None:
+        thresholds = Thresholds.coerce(thresholds, caller=caller)
+    balanced = check_param("balanced", balanced, Boolean(), caller=caller)
+    seed = check_seed(seed, caller=caller)
+    _check_unique_index(metrics.index, caller=caller)
+    labels = _label_codes(metrics, caller=caller) if balanced else None
+    return thresholds, labels, np.random.default_rng(seed)
 
 
 def _check_unique_index(index: pd.Index, *, caller: str) -> None:
@@ -425,6 +419,7 @@ def select(
     """
     caller = "select"
     check_metrics_frame(metrics, caller=caller)
+    lowest = check_param("lowest", lowest, Optional(Boolean()), caller=caller)
     values, highest = _resolve_by(metrics, by, lowest, subject=f"The 'by' parameter of {caller}")
     region_code = _check_region(region, subject=f"The 'region' parameter of {caller}")
     if fraction is None:
@@ -435,11 +430,7 @@ def select(
             )
     else:
         fraction = _check_fraction(fraction, subject=f"The 'fraction' parameter of {caller}")
-    thresholds = _check_optional_thresholds(thresholds, caller=caller)
-    balanced = _check_flag(balanced, "balanced", caller=caller)
-    seed = _check_seed(seed, caller=caller)
-    _check_unique_index(metrics.index, caller=caller)
-    labels = _label_codes(metrics, caller=caller) if balanced else None
+    thresholds, labels, rng = _check_options(metrics, thresholds, balanced, seed, caller=caller)
     n = len(metrics)
     if region_code is None:
         pool = np.arange(n)
@@ -461,7 +452,6 @@ def select(
                 f"fraction={show(fraction)} of {n} asks for. Lower fraction, pass "
                 "fraction=None to take the whole region, or change thresholds."
             )
-    rng = np.random.default_rng(seed)
     positions = _select_positions(pool, values, highest, k, labels, rng)
     return metrics.index.to_numpy()[positions]
 
@@ -594,13 +584,13 @@ def select_mixture(
 
     Examples
     --------
+    The two most variable samples, then the most confident of the others:
+
     >>> import pandas as pd
-    >>> metrics = pd.DataFrame(
-    ...     {"confidence": [0.9, 0.2, 0.6, 0.4], "variability": [0.05, 0.1, 0.3, 0.25]},
-    ...     index=pd.Index(["a", "b", "c", "d"], name="id"),
-    ... )
-    >>> select_mixture(metrics, "25% ambiguous + 50% easy").tolist()
-    ['c', 'a', 'd']
+    >>> metrics = pd.DataFrame({"confidence": [0.95, 0.1, 0.5, 0.7, 0.3],
+    ...                         "variability": [0.02, 0.05, 0.35, 0.2, 0.1]})
+    >>> select_mixture(metrics, "40% ambiguous + 20% easy").tolist()
+    [2, 3, 0]
     """
     caller = "select_mixture"
     check_metrics_frame(metrics, caller=caller)
@@ -631,11 +621,7 @@ def select_mixture(
             f"The fractions of {caller} must sum to at most 1. Got {shown} = {total:.6g} instead."
         )
     uses_region = any(part[4] is not None for part in resolved)
-    thresholds = _check_optional_thresholds(thresholds, caller=caller)
-    balanced = _check_flag(balanced, "balanced", caller=caller)
-    seed = _check_seed(seed, caller=caller)
-    _check_unique_index(metrics.index, caller=caller)
-    labels = _label_codes(metrics, caller=caller) if balanced else None
+    thresholds, labels, rng = _check_options(metrics, thresholds, balanced, seed, caller=caller)
     n = len(metrics)
     sizes = [_size(part[1], n, subject=f"The fraction of part {part[0]!r}") for part in resolved]
     if sum(sizes) > n:
@@ -645,7 +631,6 @@ def select_mixture(
         )
     regions = _region_code_array(metrics, thresholds, caller) if uses_region else None
     available = np.ones(n, dtype=bool)
-    rng = np.random.default_rng(seed)
     chosen = []
     for (name, fraction, values, highest, region_code), k in zip(resolved, sizes, strict=True):
         mask = available if region_code is None else available & (regions == region_code)
@@ -677,22 +662,6 @@ def _as_ids(ids: Any, *, caller: str) -> np.ndarray:
             f"The 'ids' parameter of {caller} must be 1-D. Got shape {array.shape} instead."
         )
     return array
-
-
-def _first_few(values: np.ndarray, count: int = 5) -> str:
-    """``[7, 9]``: the first few values, shown plainly for an error message."""
-    return "[" + ", ".join(show(v) for v in values[:count]) + "]"
-
-
-def _positions_in(index: pd.Index, ids: np.ndarray, *, caller: str, where: str) -> np.ndarray:
-    positions = index.get_indexer(ids) if len(ids) else np.empty(0, dtype=np.intp)
-    missing = positions < 0
-    if missing.any():
-        raise ValueError(
-            f"{caller} got {int(missing.sum())} ids that are not in {where}, e.g. "
-            f"{_first_few(ids[missing])}."
-        )
-    return positions
 
 
 def selection_mask(
@@ -732,7 +701,7 @@ def selection_mask(
     else:
         index = pd.Index(metrics_or_index)
     _check_unique_index(index, caller=caller)
-    positions = _positions_in(index, _as_ids(ids, caller=caller), caller=caller, where="the index")
+    positions = positions_of(index, _as_ids(ids, caller=caller), caller=caller, what="the index")
     mask = np.zeros(len(index), dtype=bool)
     mask[positions] = True
     return mask
@@ -748,12 +717,12 @@ def _row_positions(n_rows: int, ids: np.ndarray, order: Any, *, caller: str) -> 
                 f"data has {n_rows} rows, but order has {len(order_index)} ids."
             )
         _check_unique_index(order_index, caller=caller)
-        return _positions_in(order_index, ids, caller=caller, where="order")
+        return positions_of(order_index, ids, caller=caller, what="the 'order' ids")
     if len(ids) == 0:
         return np.empty(0, dtype=np.intp)
     if not pd.api.types.is_integer_dtype(pd.Index(ids).dtype):
         raise ValueError(
-            f"{caller} got ids of type {type(ids[0]).__name__}, but without order= the ids must "
+            f"{caller}: the ids are of type {type(ids[0]).__name__}, but without order= they must "
             "be row positions of data (ints). Pass order=metrics.index (the sample id of each "
             "row of data) to find each id's row."
         )
@@ -761,9 +730,9 @@ def _row_positions(n_rows: int, ids: np.ndarray, order: Any, *, caller: str) -> 
     outside = (positions < 0) | (positions >= n_rows)
     if outside.any():
         raise ValueError(
-            f"{caller} got {int(outside.sum())} ids that are not row positions of data "
-            f"(0 to {n_rows - 1}), e.g. {_first_few(ids[outside])}. If the ids are "
-            "not row positions, pass order=metrics.index."
+            f"{caller}: {int(outside.sum())} of the {len(ids)} ids are not row positions of "
+            f"data (0 to {n_rows - 1}), e.g. {first_few(ids[outside])}. If the ids are not row "
+            "positions, pass order=metrics.index."
         )
     return positions
 

@@ -6,9 +6,7 @@ that (Spearman correlation per metric, a region confusion matrix, Jaccard overla
 selected subsets), and :func:`train_on_subsets` trains the large model on each candidate subset
 and reports accuracy and what the training cost.
 
-:func:`model_factory` builds the small and large models of notebook 06 by name: an MLP or a CNN
-for images, a linear or a deeper head on frozen all-MiniLM-L6-v2 embeddings (from
-:func:`cartokit.pipeline.model_data`), or the encoder itself, frozen or fine-tuned, for text.
+:func:`cartokit.models.model_factory` builds the small and large models of notebook 06 by name.
 
 Examples
 --------
@@ -32,21 +30,43 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from cartokit._validation import check_int
+from cartokit._validation import ListOf, Options, check_param, positions_of
 from cartokit.regions import REGIONS, Thresholds, map_coordinates, region_codes
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from cartokit.data import Split
+    from cartokit.data import DataBundle, Split
 
 __all__ = [
-    "MODEL_KINDS",
     "MapAgreement",
+    "MapRuns",
+    "ModelChoice",
+    "choose_models",
     "map_agreement",
-    "model_factory",
+    "record_maps",
     "train_on_subsets",
 ]
+
+# Moved to cartokit.models: old name -> new name, kept for one release.
+_MOVED = {"MODEL_KINDS": "MODELS", "model_factory": "model_factory"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        import warnings
+
+        from cartokit import models
+
+        new = _MOVED[name]
+        warnings.warn(
+            f"cartokit.transfer.{name} is deprecated; use cartokit.models.{new}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(models, new)
+    raise AttributeError(f"module 'cartokit.transfer' has no attribute {name!r}")
+
 
 _DEFAULT_COLUMNS = ("confidence", "variability", "correctness", "forgetting", "aum", "el2n")
 _DEFAULT_SELECTORS = ("ambiguous", "easy", "hard")
@@ -192,59 +212,6 @@ def map_agreement(
     )
 
 
-# ----------------------------------------------------------------------------------------------
-# Models and data for the experiments
-
-#: Model kinds for :func:`model_factory`: name -> what it builds.
-MODEL_KINDS: dict[str, str] = {
-    "linear": "logistic regression: MLP(hidden=()) (a linear head on embeddings)",
-    "mlp": "MLP(hidden=(128,))",
-    "deep_mlp": "MLP(hidden=(512, 256), dropout=0.1) (a deeper head on embeddings)",
-    "cnn": "CNN(channels=(16, 32)) on the split's image_shape",
-    "wide_cnn": "CNN(channels=(32, 64))",
-    "minilm_frozen": "TextClassifier(freeze_encoder=True): all-MiniLM-L6-v2 and a linear head",
-    "minilm_finetune": "TextClassifier(freeze_encoder=False): all of all-MiniLM-L6-v2 trained",
-}
-
-
-def model_factory(kind: str, *, seed: int = 0) -> Callable[[Split], nn.Module]:
-    """A maker of fresh, seeded models of a named kind (:data:`MODEL_KINDS`).
-
-    The result, ``factory(split) -> torch.nn.Module``, sizes each model for the split it gets;
-    pass it wherever a ``make_model`` or ``make_student`` callable is wanted.
-
-    Examples
-    --------
-    >>> from cartokit.data import load_dataset
-    >>> model_factory("linear")(load_dataset("digits").train)
-    MLP(in_features=64, hidden=(), num_classes=10, dropout=0.0)
-    """
-    if kind not in MODEL_KINDS:
-        raise ValueError(
-            f"The 'kind' parameter of model_factory must be one of {list(MODEL_KINDS)}. "
-            f"Got {kind!r} instead."
-        )
-    seed = check_int("seed", seed, caller="model_factory", minimum=0)
-
-    def build(split: Split) -> nn.Module:
-        from cartokit.models import CNN, MLP, TextClassifier
-
-        if kind == "linear":
-            return MLP.from_split(split, hidden=(), seed=seed)
-        if kind == "mlp":
-            return MLP.from_split(split, hidden=(128,), seed=seed)
-        if kind == "deep_mlp":
-            return MLP.from_split(split, hidden=(512, 256), dropout=0.1, seed=seed)
-        if kind == "cnn":
-            return CNN.from_split(split, seed=seed)
-        if kind == "wide_cnn":
-            return CNN.from_split(split, channels=(32, 64), seed=seed)
-        return TextClassifier.from_split(split, freeze_encoder=kind == "minilm_frozen", seed=seed)
-
-    build.__name__ = f"build_{kind}"
-    return build
-
-
 def train_on_subsets(
     make_model: Callable[[Split], nn.Module],
     train: Split,
@@ -287,7 +254,8 @@ def train_on_subsets(
         ``total_seconds``.
     """
     from cartokit.data import Split
-    from cartokit.distillation import _subset_positions, budget_epochs
+    from cartokit.distillation import budget_epochs
+    from cartokit.models import threads_for
     from cartokit.train import evaluate, fit
 
     caller = "train_on_subsets"
@@ -308,26 +276,185 @@ def train_on_subsets(
             f"subsets {list(subsets)}."
         )
     rows = []
-    for name, ids in subsets.items():
-        part = (
-            train
-            if ids is None
-            else train.subset(
-                _subset_positions(train, ids, caller=caller), name=f"{train.name}[{name}]"
-            )
-        )
-        run_epochs = budget_epochs(len(train), len(part), epochs) if equal_budget else epochs
-        started = time.perf_counter()
-        model = fit(
-            make_model(part), part, epochs=run_epochs, batch_size=batch_size, lr=lr, seed=seed,
-            record=False, progress=False,
-        ).model  # fmt: skip
-        seconds = time.perf_counter() - started  # training only: evaluation comes after
-        row = {"subset": name, "samples": len(part), "epochs": run_epochs,
-               "sample_epochs": len(part) * run_epochs}  # fmt: skip
-        for key, split in (eval_data or {}).items():
-            row[f"{key}_accuracy"] = evaluate(model, split).accuracy
-        extra = float((map_seconds or {}).get(name, 0.0))
-        row.update(train_seconds=seconds, map_seconds=extra, total_seconds=seconds + extra)
-        rows.append(row)
+    with threads_for(make_model):
+        for name, ids in subsets.items():
+            part = train if ids is None else _part(train, ids, name, caller=caller)
+            run_epochs = budget_epochs(len(train), len(part), epochs) if equal_budget else epochs
+            started = time.perf_counter()
+            model = fit(
+                make_model(part), part, epochs=run_epochs, batch_size=batch_size, lr=lr, seed=seed,
+                record=False, progress=False,
+            ).model  # fmt: skip
+            seconds = time.perf_counter() - started  # training only: evaluation comes after
+            row = {"subset": name, "samples": len(part), "epochs": run_epochs,
+                   "sample_epochs": len(part) * run_epochs}  # fmt: skip
+            for key, split in (eval_data or {}).items():
+                row[f"{key}_accuracy"] = evaluate(model, split).accuracy
+            extra = float((map_seconds or {}).get(name, 0.0))
+            row.update(train_seconds=seconds, map_seconds=extra, total_seconds=seconds + extra)
+            rows.append(row)
     return pd.DataFrame(rows).set_index("subset")
+
+
+def _part(train: Split, ids: Any, name: str, *, caller: str) -> Split:
+    positions = positions_of(
+        train.ids, ids, caller=caller, what=f"the sample ids of {train.name!r}"
+    )
+    return train.subset(positions, name=f"{train.name}[{name}]")
+
+
+# ----------------------------------------------------------------------------------------------
+# The models of a transfer experiment: which kind in which role, and their maps
+
+
+@dataclass
+class ModelChoice:
+    """Which model kind plays which role, and the data each kind trains on.
+
+    Attributes
+    ----------
+    kinds : dict of str to str
+        Role -> kind of :data:`cartokit.models.MODELS`. The roles: ``"small"``, the cheap
+        map's model; ``"large"``, the model trained on the selections (and the distillation
+        teacher); ``"student"``, the distilled model.
+    data : dict of str to DataBundle
+        Role -> the bundle its kind takes: the texts themselves for the ``"minilm_*"`` kinds,
+        the model-ready features (e.g. sentence embeddings of the texts) for the others.
+    """
+
+    kinds: dict[str, str]
+    data: dict[str, DataBundle]
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """One row per role: its kind and what that kind builds."""
+        from cartokit.models import MODELS
+
+        return pd.DataFrame(
+            {"kind": self.kinds, "model": {r: MODELS[k] for r, k in self.kinds.items()}}
+        ).rename_axis("role")
+
+
+def choose_models(
+    raw: DataBundle,
+    features: DataBundle,
+    *,
+    small: str = "auto",
+    large: str = "auto",
+    student: str = "auto",
+) -> ModelChoice:
+    """The kinds of the small map model, the large model and the student, and their data.
+
+    ``"auto"`` picks by the features: on images an ``"mlp"`` map for a ``"cnn"``, on
+    features such as sentence embeddings a ``"linear"`` head for a ``"deep_mlp"``
+    (:func:`cartokit.models.default_kind`); the student is the small model's kind.
+
+    Parameters
+    ----------
+    raw : DataBundle
+        The data as loaded: what the ``"minilm_*"`` kinds train on (the texts).
+    features : DataBundle
+        The same samples as the other kinds take them: for text, its embeddings (e.g. from
+        :func:`cartokit.study.model_data`); for images, ``raw`` itself.
+    small, large, student : str, default "auto"
+        ``"auto"`` or a kind of :data:`cartokit.models.MODELS`.
+
+    Returns
+    -------
+    ModelChoice
+
+    Examples
+    --------
+    >>> from cartokit.data import load_dataset
+    >>> digits = load_dataset("digits")
+    >>> choose_models(digits, digits, large="wide_cnn").kinds
+    {'small': 'mlp', 'large': 'wide_cnn', 'student': 'mlp'}
+    """
+    from cartokit.models import MODELS, default_kind
+
+    caller = "choose_models"
+    named = {"small": small, "large": large, "student": student}
+    for role, kind in named.items():
+        check_param(role, kind, Options(["auto", *MODELS]), caller=caller)
+    if [s.ids.tolist() for s in raw.splits.values()] != [
+        s.ids.tolist() for s in features.splits.values()
+    ]:
+        raise ValueError(
+            f"{caller}: raw and features must hold the same samples, split by split (the "
+            "features of the raw data, in the same order)."
+        )
+    kinds = {
+        "small": default_kind(features.train) if small == "auto" else small,
+        "large": default_kind(features.train, large=True) if large == "auto" else large,
+    }
+    kinds["student"] = kinds["small"] if student == "auto" else student
+    data = {role: raw if kind.startswith("minilm") else features for role, kind in kinds.items()}
+    return ModelChoice(kinds=kinds, data=data)
+
+
+@dataclass
+class MapRuns:
+    """What :func:`record_maps` returns, by role.
+
+    Attributes
+    ----------
+    metrics : dict of str to pandas.DataFrame
+        Each model's data map (:func:`~cartokit.compute_metrics`).
+    seconds : pandas.Series
+        Wall time of each training, named ``"training seconds"``.
+    models : dict of str to torch.nn.Module
+        The trained models (the large one is the distillation teacher).
+    """
+
+    metrics: dict[str, pd.DataFrame]
+    seconds: pd.Series
+    models: dict[str, nn.Module]
+
+
+def record_maps(
+    choice: ModelChoice,
+    *,
+    roles: Sequence[str] = ("small", "large"),
+    epochs: int = 10,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    seed: int = 0,
+) -> MapRuns:
+    """Train a fresh model of each role's kind on its full training set while recording, and
+    time each training.
+
+    One untimed epoch comes first, so that torch's one-off start-up costs land on no one's
+    time; small kinds train on one torch thread (:func:`cartokit.models.threads_for`).
+
+    Parameters
+    ----------
+    choice : ModelChoice
+        From :func:`choose_models`.
+    roles : sequence of str, default ("small", "large")
+    epochs, batch_size, lr, seed
+        As in :func:`~cartokit.fit`; ``seed`` also seeds each model's initialisation.
+
+    Returns
+    -------
+    MapRuns
+    """
+    from cartokit.metrics import compute_metrics
+    from cartokit.models import model_factory, threads_for
+    from cartokit.train import fit
+
+    roles = check_param("roles", roles, ListOf(Options(list(choice.kinds)), empty=False),
+                        caller="record_maps")  # fmt: skip
+    options = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}
+    metrics, seconds, models = {}, {}, {}
+    with threads_for(*(choice.kinds[role] for role in roles)):
+        first = choice.data[roles[0]].train
+        warm = model_factory(choice.kinds[roles[0]])(first)  # untimed: torch's first steps
+        fit(warm, first, **{**options, "epochs": 1, "record": False, "progress": False})
+        for role in roles:
+            train = choice.data[role].train
+            model = model_factory(choice.kinds[role], seed=seed)(train)
+            started = time.perf_counter()
+            run = fit(model, train, progress=False, **options)
+            seconds[role] = time.perf_counter() - started
+            metrics[role], models[role] = compute_metrics(run.dynamics), run.model
+    return MapRuns(metrics, pd.Series(seconds, name="training seconds"), models)

@@ -144,3 +144,23 @@ def test_select_rejects_a_file_that_is_not_a_metrics_table(tmp_path, capsys):
     assert main(["select", str(other), "-o", str(tmp_path / "ids.txt")]) == 1
     err = capsys.readouterr().err
     assert "lacks the column(s)" in err and "cartokit metrics" in err
+
+
+def test_warnings_print_as_one_line_naming_the_command(saved_dynamics, tmp_path, capsys):
+    """A library warning (here: too few checkpoints) is one line, not Python's two with a
+    quoted source line; outside the command, warnings print as before."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    two = TrainingDynamics.from_logits(rng.normal(size=(2, 30, 3)), rng.integers(0, 3, 30))
+    path = two.save(tmp_path / "two.npz")
+    before = warnings.showwarning
+    assert main(["metrics", str(path), "-o", str(tmp_path / "m.csv")]) == 0
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0] == (
+        "cartokit metrics: warning: compute_metrics uses 2 checkpoint(s); variability and "
+        "forgetting need at least 3 to mean much. Record more epochs, or use sub-epoch "
+        "checkpoints."
+    )
+    assert len(lines) == 2 and lines[1].startswith("30 samples x 2 checkpoints")
+    assert warnings.showwarning is before

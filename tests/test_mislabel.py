@@ -1,4 +1,4 @@
-"""Mislabel detection: scores, cut-offs, suggested labels, detection quality, the benchmark."""
+"""Mislabel scores: each method by hand and against oracles, cleanlab, cut-offs, suggestions."""
 
 from __future__ import annotations
 
@@ -11,19 +11,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cartokit import TrainingDynamics, compute_metrics, inject_noise, load_dataset
-from cartokit.data import subsample
+from cartokit import TrainingDynamics, compute_metrics
+from cartokit.detection import evaluate_detection
 from cartokit.mislabel import (
     DYNAMICS_METHODS,
     METHODS,
-    benchmark_detection,
-    cross_val_probs,
-    evaluate_detection,
     score_mislabeled,
     suggest_cutoff,
     suggest_labels,
 )
-from cartokit.noise import class_dependent_transition
 
 HAS_CLEANLAB = importlib.util.find_spec("cleanlab") is not None
 needs_cleanlab = pytest.mark.skipif(
@@ -275,146 +271,3 @@ def test_suggest_labels_errors():
         suggest_labels(dyn, ids=[7])
     with pytest.raises(TypeError, match="must be a TrainingDynamics"):
         suggest_labels("dyn")
-
-
-# ------------------------------------------------------------------------------ evaluation
-
-
-def test_evaluate_detection_by_hand():
-    result = evaluate_detection([0.9, 0.8, 0.1, 0.2], [True, False, False, True], cutoff=0.5)
-    assert result["auroc"] == 0.75
-    assert result["precision_at_k"] == result["recall_at_k"] == 0.5
-    assert result["flagged"] == 2 and result["precision_at_cutoff"] == 0.5
-    assert result["recall_at_cutoff"] == 0.5
-    top3 = evaluate_detection([0.9, 0.8, 0.1, 0.2], [True, False, False, True], k=3)
-    assert top3["precision_at_k"] == pytest.approx(2 / 3) and top3["recall_at_k"] == 1.0
-    # two Series align by index
-    s = pd.Series([0.1, 0.9], index=["a", "b"])
-    assert evaluate_detection(s, pd.Series([True, False], index=["b", "a"]))["auroc"] == 1.0
-    nothing = evaluate_detection([0.1, 0.9], [False, True], cutoff=5.0)
-    assert nothing["flagged"] == 0 and np.isnan(nothing["precision_at_cutoff"])
-
-
-def test_evaluate_detection_errors():
-    with pytest.raises(ValueError, match="must mark some samples but not all"):
-        evaluate_detection([0.1, 0.2], [False, False])
-    with pytest.raises(ValueError, match="Got 2 scores and 3 flags"):
-        evaluate_detection([0.1, 0.2], [False, True, True])
-    with pytest.raises(ValueError, match=r"The 'k' parameter of evaluate_detection must be an int"):
-        evaluate_detection([0.1, 0.2], [False, True], k=3)
-
-
-def test_class_dependent_transition():
-    matrix = class_dependent_transition(10, 0.2, seed=3)
-    np.testing.assert_allclose(matrix.sum(axis=1), 1.0)
-    off = matrix - np.diag(np.diag(matrix))
-    assert ((off > 0).sum(axis=1) == 1).all()  # one partner per class
-    partners = off.argmax(axis=1)
-    assert sorted(partners) == list(range(10))  # a permutation: every class receives once
-    rates = 1 - np.diag(matrix)
-    assert rates.mean() == pytest.approx(0.2) and rates.min() == pytest.approx(0.1)
-    assert len(set(np.round(rates, 6))) == 10  # really class-dependent
-    with pytest.raises(ValueError, match=r"The 'rate' parameter .* range \(0, 2/3\]"):
-        class_dependent_transition(3, 0.7)
-
-
-# ------------------------------------------------------------------------------ benchmark
-
-
-@pytest.fixture(scope="module")
-def digits():
-    bundle = load_dataset("digits")
-    bundle.train = subsample(bundle.train, 400)
-    bundle.test = subsample(bundle.test, 150)
-    return bundle
-
-
-def test_cross_val_probs_is_out_of_sample(digits):
-    from cartokit.models import MLP
-
-    probs, cost = cross_val_probs(
-        lambda s: MLP.from_split(s, seed=0), digits.train, folds=3, epochs=3
-    )
-    assert probs.shape == (400, 10)
-    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
-    assert cost["trainings"] == 3
-    assert cost["sample_epochs"] == 2 * 400 * 3  # each sample trains in 2 of 3 folds
-    assert cost["train_seconds"] > 0
-    with pytest.raises(ValueError, match="must be at most the size of the smallest class"):
-        cross_val_probs(lambda s: MLP.from_split(s), digits.train.subset(np.arange(30)), folds=5)
-
-
-def test_benchmark_detection(digits):
-    noise = {"sym 10%": {"rate": 0.1}, "pairs": {"transition": class_dependent_transition(10)}}
-    folds = 3 if HAS_CLEANLAB else None
-    result = benchmark_detection(digits, noise=noise, folds=folds, epochs=8, seed=0)
-    table_ = result.table
-    methods = [m for m in METHODS if m != "cleanlab" or HAS_CLEANLAB]
-    assert table_["setting"].unique().tolist() == ["sym 10%", "pairs"]
-    assert len(table_) == 2 * (len(methods) + (folds is not None))
-    single = table_[table_["approach"] == "single run"]
-    assert (single["trainings"] == 1).all() and (single["sample_epochs"] == 400 * 8).all()
-    assert single.groupby("setting")["train_seconds"].nunique().eq(1).all()  # one shared run
-    flipped_10 = inject_noise(digits.train, 0.1, seed=0).frame["flipped"].sum()
-    assert (table_.loc[table_["setting"] == "sym 10%", "flipped"] == flipped_10).all()
-    assert (table_["k"] == table_["flipped"]).all()
-    aum = table_[(table_["method"] == "aum") & (table_["setting"] == "sym 10%")].iloc[0]
-    assert aum["auroc"] > 0.9 and aum["cutoff"] == 0.0
-    assert set(result.scores) == {"sym 10%", "pairs"}
-    assert result.scores["pairs"]["flipped"].sum() == result.runs.loc["pairs", "flipped"]
-    assert 0.5 < result.runs.loc["sym 10%", "test_accuracy"] <= 1
-    fig = result.plot()
-    assert len(fig.axes) == 2
-    if folds is not None:
-        kfold = table_[table_["approach"] == "K-fold"]
-        assert (kfold["trainings"] == 3).all() and (kfold["method"] == "cleanlab (3-fold)").all()
-        compare = result.compare()
-        assert compare.index.tolist() == ["sym 10%", "pairs"]
-        assert (compare["trainings_ratio"] == 1 / 3).all()
-        assert compare["sample_epochs_ratio"].eq(0.5).all()
-
-
-def test_benchmark_skips_kfold_without_cleanlab(monkeypatch, digits):
-    import cartokit.mislabel as mislabel
-
-    monkeypatch.setattr(mislabel, "_has_cleanlab", lambda: False)
-    with pytest.warns(UserWarning, match="K-fold baseline is skipped"):
-        result = benchmark_detection(
-            digits.train, noise={"n": {"rate": 0.2}}, methods=["aum"], folds=3, epochs=3
-        )
-    assert result.table["method"].tolist() == ["aum"] and result.compare().empty
-
-
-def test_compare_reports_the_method_named_in_advance_not_the_best():
-    from cartokit.mislabel import DetectionBenchmark
-
-    cost = {"trainings": 1, "train_seconds": 2.0, "train_cpu_seconds": 2.0, "sample_epochs": 8}
-    rows = [("aum", "single run", 0.99), ("combined", "single run", 0.9), ("cl", "K-fold", 0.95)]
-    table = pd.DataFrame(
-        [
-            {"setting": "s", "method": m, "approach": a, "auroc": v, "precision_at_k": v, **cost}
-            for m, a, v in rows
-        ]
-    ).assign(trainings=[1, 1, 4])
-    bench = DetectionBenchmark(table, {}, pd.DataFrame())
-    headline = bench.compare().loc["s"]
-    assert (headline["method"], headline["auroc"], headline["as_good"]) == ("combined", 0.9, False)
-    assert headline["trainings_ratio"] == 0.25
-    assert bench.compare("aum").loc["s", "as_good"]
-    with pytest.raises(ValueError, match="the method 'el2n' was not scored in this benchmark"):
-        bench.compare("el2n")
-
-
-def test_benchmark_errors(digits):
-    with pytest.raises(ValueError, match=r"The noise setting 'x' of benchmark_detection must be"):
-        benchmark_detection(digits, noise={"x": {"share": 0.1}})
-    with pytest.raises(ValueError, match="The 'method' parameter of benchmark_detection"):
-        benchmark_detection(digits, methods=["margin"])
-    with pytest.raises(TypeError, match="must be a cartokit Split or DataBundle"):
-        benchmark_detection(np.zeros((3, 2)))
-    text = load_dataset("digits").train  # stand-in: a text split fails before any training
-    text = text.__class__(
-        name="t", inputs=["a", "b"], labels=[0, 1], ids=None, class_names=["n", "p"], kind="text"
-    )
-    with pytest.raises(ValueError, match="the default model \\(an MLP\\) needs array inputs"):
-        benchmark_detection(text, folds=None)

@@ -9,7 +9,18 @@ import pytest
 import torch
 
 from cartokit.data import Split, load_dataset
-from cartokit.models import CNN, MLP, TextClassifier, minilm_path
+from cartokit.models import (
+    CNN,
+    MLP,
+    MODELS,
+    SMALL_MODELS,
+    TextClassifier,
+    build_model,
+    default_kind,
+    minilm_path,
+    model_factory,
+    threads_for,
+)
 from cartokit.train import fit
 
 POSITIVE = ["a wonderful film", "great acting and a great story", "i loved every minute"]
@@ -89,7 +100,8 @@ def test_model_errors():
         MLP(64, 1)
     with pytest.raises(ValueError, match="'in_features' parameter of MLP must be an int >= 1"):
         MLP(0, 2)
-    with pytest.raises(ValueError, match=r"'dropout' parameter of MLP must be a float in \[0, 1\)"):
+    dropout = r"'dropout' parameter of MLP must be a float in the range \[0, 1\)\. Got 1\.0 inst"
+    with pytest.raises(ValueError, match=dropout):
         MLP(64, 2, dropout=1.0)
     with pytest.raises(TypeError, match="'seed' parameter of cartokit.models must be an int"):
         MLP(64, 2, seed=1.5)
@@ -190,3 +202,70 @@ def test_embed_needs_a_frozen_encoder():
     model.freeze_encoder = False
     with pytest.raises(RuntimeError, match="cached only with freeze_encoder=True"):
         model.embed(["x"])
+
+
+# ------------------------------------------------------------------------------ the registry
+
+
+def test_model_factory(digits):
+    train = digits.train
+    assert model_factory("linear")(train).hidden == ()
+    assert model_factory("mlp")(train).hidden == (128,)
+    assert model_factory("deep_mlp", seed=3)(train).hidden == (512, 256)
+    cnn = model_factory("cnn")(train)
+    assert cnn.image_shape == (1, 8, 8)
+    first = model_factory("mlp", seed=1)(train).net[0].weight
+    assert (first == model_factory("mlp", seed=1)(train).net[0].weight).all()  # seeded
+    assert set(MODELS) >= {"linear", "mlp", "deep_mlp", "cnn", "minilm_finetune"}
+    with pytest.raises(ValueError, match=r"The 'kind' parameter of model_factory must be one of"):
+        model_factory("resnet")
+
+
+def test_build_model_is_the_factory_s_model(digits):
+    train = digits.train
+    for kind in ("linear", "mlp", "deep_mlp", "cnn", "wide_cnn"):
+        built, made = build_model(kind, train, seed=2), model_factory(kind, seed=2)(train)
+        assert repr(built) == repr(made)
+        for a, b in zip(built.parameters(), made.parameters(), strict=True):
+            assert torch.equal(a, b)
+    assert build_model("wide_cnn", train).features[0].out_channels == 32
+    assert not torch.equal(
+        next(build_model("mlp", train, seed=0).parameters()),
+        next(build_model("mlp", train, seed=1).parameters()),
+    )
+
+
+def test_registry_errors_name_the_caller_and_the_kinds():
+    with pytest.raises(ValueError, match=r"The 'kind' parameter of build_model must be one of "
+                       r"\['linear', .*\]. Got 'mpl' instead. Did you mean 'mlp'\?"):  # fmt: skip
+        build_model("mpl", None)
+    with pytest.raises(
+        ValueError, match=r"The 'seed' parameter of model_factory must be an int >= 0"
+    ):
+        model_factory("mlp", seed=-1)
+    with pytest.raises(TypeError, match=r"The 'seed' parameter of build_model must be an int"):
+        build_model("mlp", None, seed=None)
+
+
+def test_default_kind_by_the_data(digits):
+    assert default_kind(digits.train) == "mlp" and default_kind(digits.train, large=True) == "cnn"
+    features = Split("emb", np.zeros((4, 8), "float32"), [0, 1, 0, 1], None, ["a", "b"], "tabular")
+    assert (default_kind(features), default_kind(features, large=True)) == ("linear", "deep_mlp")
+    with pytest.raises(ValueError, match=r"default_kind: 'toy/train' holds text.*Embed the texts"):
+        default_kind(text_split())
+    for kind in ("mlp", "cnn", "linear", "deep_mlp"):
+        assert kind in MODELS and kind in SMALL_MODELS
+
+
+def test_threads_for_small_kinds_only_and_restored():
+    torch.set_num_threads(2)  # the module's fixture restores the session's setting
+    with threads_for("mlp", model_factory("cnn")) as threads:
+        assert threads == torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2
+    for unknown in [("mlp", "minilm_finetune"), (None,), (lambda split: None,), ()]:
+        with threads_for(*unknown) as threads:
+            assert threads == 2
+    with pytest.raises(KeyError), threads_for("linear"):
+        raise KeyError("inside")
+    assert torch.get_num_threads() == 2  # restored after an error too
+    assert model_factory("wide_cnn", seed=3).kind == "wide_cnn"

@@ -18,11 +18,11 @@ import pandas as pd
 import pytest
 from notebook_cells import NOTEBOOK_DIR, code_cells, load, python_of, source
 
-from cartokit import pipeline
+from cartokit import study
 from cartokit.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-NAMES = list(pipeline.NOTEBOOKS)
+NAMES = list(study.NOTEBOOKS)
 CHECK = "# NBVAL_CHECK_OUTPUT"
 
 pytest.importorskip("papermill")
@@ -42,20 +42,20 @@ def test_first_code_cell_is_the_parameters_cell_of_commented_literals(name):
         assert isinstance(node, ast.AnnAssign | ast.Assign), line
         ast.literal_eval(node.value)  # only literals
         assert re.search(r"  # \S", line), f"{name}: no inline comment on {line!r}"
-    defaults = pipeline.read_parameters_cell(NOTEBOOK_DIR / f"{name}.ipynb")
+    defaults = study.read_parameters_cell(NOTEBOOK_DIR / f"{name}.ipynb")
     assert defaults["run_dir"] == "runs/notebooks"
-    pipeline.validate_params(**defaults)  # the defaults are valid ...
-    assert set(defaults) <= set(pipeline._CHECKS)  # ... and every parameter is validated
+    study.validate_params(notebook=name, **defaults)  # the defaults are valid ...
+    assert set(defaults) <= set(study.SCHEMA)  # ... and every parameter is validated
 
 
 def test_defaults_are_sized_for_ci():
     defaults = {}
     for name in NAMES:
-        defaults.update(pipeline.read_parameters_cell(NOTEBOOK_DIR / f"{name}.ipynb"))
+        defaults.update(study.read_parameters_cell(NOTEBOOK_DIR / f"{name}.ipynb"))
     assert defaults["dataset"] == "digits" and defaults["model"] == "mlp"
     assert defaults["epochs"] <= 10 and len(defaults["seeds"]) <= 2
     assert len(defaults["curve_fractions"]) <= 3
-    assert defaults["selectors"] == list(pipeline.PAPER_SUBSETS)
+    assert defaults["selectors"] == list(study.PAPER_SUBSETS)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -73,9 +73,9 @@ def test_title_badge_and_measured_time(name):
     first = load(name)["cells"][0]
     assert first["cell_type"] == "markdown"
     text = source(first)
-    assert pipeline.colab_badge(name) in text
-    assert pipeline.colab_url(name) == (
-        f"https://colab.research.google.com/github/{pipeline.GITHUB_REPO}/blob/main/notebooks/"
+    assert study.colab_badge(name) in text
+    assert study.colab_url(name) == (
+        f"https://colab.research.google.com/github/{study.GITHUB_REPO}/blob/main/notebooks/"
         f"{name}.ipynb"
     )
     assert re.search(r"it takes about \d+ s on 2 CPU cores", text), text
@@ -86,7 +86,7 @@ def test_install_cell_does_nothing_where_cartokit_is_importable(name):
     install = code_cells(load(name))[1]
     text = source(install)
     assert 'if importlib.util.find_spec("cartokit") is None:' in text
-    assert f'%pip install --quiet "{pipeline.INSTALL_SPEC}"' in text
+    assert f'%pip install --quiet "{study.INSTALL_SPEC}"' in text
     assert "torch" not in text  # Colab ships its own
     # outside the `if`, the cell only imports
     body = ast.parse(python_of(text)).body
@@ -96,7 +96,7 @@ def test_install_cell_does_nothing_where_cartokit_is_importable(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_parameters_are_checked_in_the_cell_after_the_install_cell(name):
     third = source(code_cells(load(name))[2])
-    assert "pipeline.validate_params(" in third
+    assert "study.validate_params(" in third and f'notebook="{name}"' in third
 
 
 def test_colab_widget_manager_where_the_widgets_are():
@@ -162,7 +162,7 @@ def test_the_selection_check_fails_on_a_wrong_size_or_a_wrong_ranking(capsys):
     metrics = pd.DataFrame(
         {"confidence": rng.random(200), "variability": rng.random(200) / 2, "label": [0, 1] * 100}
     )
-    subsets = pipeline.build_subsets(
+    subsets = study.build_subsets(
         metrics, selectors=["full", "random", "ambiguous"], fractions=[0.33, 0.125],
         mixtures=["10% ambiguous + 5% easy"],
     )  # fmt: skip
@@ -173,13 +173,13 @@ def test_the_selection_check_fails_on_a_wrong_size_or_a_wrong_ranking(capsys):
     least = metrics.nsmallest(66, "variability").index.to_numpy()
     wrong_way = {
         **subsets,
-        "ambiguous 33%": pipeline.Subset("ambiguous 33%", "ambiguous", 0.33, least),
+        "ambiguous 33%": study.Subset("ambiguous 33%", "ambiguous", 0.33, least),
     }
     with pytest.raises(AssertionError, match="not more variable than the random one"):
         exec(check_cell("03_select"), {"run": run, "subsets": wrong_way})
     # one sample short: 0.125 x 200 = 25
     short = subsets["random 12.5%"]
-    cut = {**subsets, short.name: pipeline.Subset(short.name, "random", 0.125, short.ids[:-1])}
+    cut = {**subsets, short.name: study.Subset(short.name, "random", 0.125, short.ids[:-1])}
     with pytest.raises(AssertionError, match="does not have its exact size"):
         exec(check_cell("03_select"), {"run": run, "subsets": cut})
 
@@ -222,11 +222,11 @@ def test_run_writes_every_output(ci_run):
 
 
 def test_run_results_one_row_per_subset_and_well_above_chance(ci_run):
-    run = pipeline.load_run(ci_run)
+    run = study.load_run(ci_run)
     assert run.params["epochs"] == 6 and run.dynamics.num_epochs == 6
     assert run.metrics["region"].value_counts().sum() == len(run.metrics) == 1437
     results = pd.read_csv(ci_run / "results.csv")
-    table = pipeline.results_table(results)
+    table = study.results_table(results)
     assert (
         list(table.index)
         == list(run.subsets)
@@ -247,7 +247,7 @@ def test_run_results_one_row_per_subset_and_well_above_chance(ci_run):
     assert table.loc["full 100%", "test mean"] > 0.85  # chance is 0.1
     report = (ci_run / "report.md").read_text()
     assert "![data map](figures/data_map.png)" in report
-    assert pipeline.results_markdown(table) in report
+    assert study.results_markdown(table) in report
 
 
 def test_a_bad_parameter_fails_in_the_first_cells_of_the_notebook(tmp_path):
@@ -256,16 +256,19 @@ def test_a_bad_parameter_fails_in_the_first_cells_of_the_notebook(tmp_path):
 
     target = tmp_path / "01.ipynb"
     with pytest.raises(PapermillExecutionError) as info:
-        pipeline._execute_notebook(
+        study.execute_notebook(
             NOTEBOOK_DIR / "01_train_and_record.ipynb",
             target,
             {"run_dir": str(tmp_path), "dataset": "digitz"},
-            kernel=pipeline.default_kernel(),
+            kernel=study.default_kernel(),
             cwd=tmp_path,
             progress=False,
         )
     assert info.value.ename == "ValueError"
-    assert "The 'dataset' parameter must be one of" in info.value.evalue
+    assert (
+        "The 'dataset' parameter of notebook 01_train_and_record must be one of"
+        in info.value.evalue
+    )
     assert "Did you mean 'digits'?" in info.value.evalue
     executed = json.loads(target.read_text())
     failed = [
@@ -273,7 +276,7 @@ def test_a_bad_parameter_fails_in_the_first_cells_of_the_notebook(tmp_path):
         for c in executed["cells"]
         if any(o.get("output_type") == "error" for o in c.get("outputs", []))
     ]
-    assert "pipeline.validate_params(" in source(failed[0])
+    assert "study.validate_params(" in source(failed[0])
 
 
 def test_a_failing_notebook_is_named_and_the_earlier_run_is_kept(ci_run, tmp_path, capsys):
@@ -314,7 +317,7 @@ def test_nbval_runs_the_notebooks_and_compares_the_check_cells(tmp_path):
             "no:cacheprovider",
             "--nbval-lax",
             "--nbval-kernel-name",
-            pipeline.default_kernel(),
+            study.default_kernel(),
             *[f"notebooks/{name}.ipynb" for name in NAMES],
         ],
         cwd=tmp_path,

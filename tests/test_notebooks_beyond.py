@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from notebook_cells import NOTEBOOK_DIR, code_cells, load, python_of, source
 
-from cartokit import pipeline
+from cartokit import study
 
 papermill = pytest.importorskip("papermill")
 
@@ -33,7 +33,7 @@ def test_parameters_cell_first_with_commented_literals(name):
         assert isinstance(node, ast.AnnAssign | ast.Assign), line
         ast.literal_eval(node.value)
         assert re.search(r"  # \S", line), f"{name}: no inline comment on {line!r}"
-    defaults = pipeline.read_parameters_cell(NOTEBOOK_DIR / f"{name}.ipynb")
+    defaults = study.read_parameters_cell(NOTEBOOK_DIR / f"{name}.ipynb")
     assert defaults["dataset"] == "digits" and defaults["epochs"] <= 12  # CI-sized
     assert defaults["max_samples"] is not None and defaults["max_samples"] <= 800
 
@@ -42,20 +42,41 @@ def test_parameters_cell_first_with_commented_literals(name):
 def test_thin_stripped_and_colab_ready(name):
     nb = load(name)
     title = source(nb["cells"][0])
-    assert nb["cells"][0]["cell_type"] == "markdown" and pipeline.colab_badge(name) in title
+    assert nb["cells"][0]["cell_type"] == "markdown" and study.colab_badge(name) in title
     assert re.search(r"it takes about \d+ s on 2 CPU cores", title)
     install = source(code_cells(nb)[1])
     assert 'if importlib.util.find_spec("cartokit") is None:' in install
     assert [type(n).__name__ for n in ast.parse(python_of(install)).body] == ["Import", "If"]
-    assert f"git+https://github.com/{pipeline.GITHUB_REPO}" in install
-    assert "pipeline.validate_params(" in source(code_cells(nb)[2])
+    assert f"git+https://github.com/{study.GITHUB_REPO}" in install
+    assert f'study.validate_params(\n    notebook="{name}"' in source(code_cells(nb)[2])
     for cell in code_cells(nb):
         assert cell["outputs"] == [] and cell["execution_count"] is None
         for node in ast.walk(ast.parse(python_of(source(cell)))):
             assert not isinstance(node, ast.FunctionDef | ast.ClassDef | ast.Lambda), name
+        # the package picks models, warms up, times and sets torch's threads, not the notebook
+        for inline in ("set_num_threads", "perf_counter", "import torch", 'model_factory("'):
+            assert inline not in source(cell), f"{name}: {inline} in a cell"
     checks = code_cells(nb)[-1]
     assert checks["metadata"]["jupyter"]["source_hidden"] is True
     assert source(checks).count("assert ") >= 5 and 'print("checks passed")' in source(checks)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_parameters_cell_agrees_with_the_study_schema(name):
+    """Every parameter the notebook declares is checked by the study's schema under the
+    notebook's name, and the defaults pass it."""
+    defaults = study.read_parameters_cell(NOTEBOOK_DIR / f"{name}.ipynb")
+    assert set(defaults) <= set(study.SCHEMA), set(defaults) - set(study.SCHEMA)
+    study.validate_params(notebook=name, **defaults)
+    call = next(
+        node
+        for node in ast.walk(ast.parse(python_of(source(code_cells(load(name))[2]))))
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "validate_params"
+    )
+    checked = {k.arg: k.value.id for k in call.keywords if k.arg != "notebook"}
+    assert checked == {p: p for p in defaults}  # each declared parameter, passed as itself
+    with pytest.raises(ValueError, match=f"The 'epochs' parameter of notebook {name} must be"):
+        study.validate_params(notebook=name, **{**defaults, "epochs": 1})
 
 
 def test_checks_assert_the_claims_not_what_holds_by_construction():
@@ -80,7 +101,7 @@ def run(name: str, tmp_path: Path, **parameters) -> tuple[dict, Path]:
         str(NOTEBOOK_DIR / f"{name}.ipynb"),
         str(executed),
         parameters={"out_dir": str(out), **parameters},
-        kernel_name=pipeline.default_kernel(),
+        kernel_name=study.default_kernel(),
         cwd=str(tmp_path),
         progress_bar=False,
         log_output=False,
@@ -98,7 +119,7 @@ def test_05_mislabels_at_ci_size(tmp_path):
     _, out = run("05_mislabels", tmp_path)
     assert (out / "precision_recall.png").stat().st_size > 10_000
     log = pd.read_csv(out / "review.csv")
-    defaults = pipeline.read_parameters_cell(NOTEBOOK_DIR / "05_mislabels.ipynb")
+    defaults = study.read_parameters_cell(NOTEBOOK_DIR / "05_mislabels.ipynb")
     assert len(log) == defaults["auto_review"] and set(log["decision"]) <= {"keep", "relabel"}
     assert not (out / "test-review.csv").exists()  # the refused review wrote nothing
 

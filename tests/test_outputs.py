@@ -22,7 +22,7 @@ from cartokit import TrainingDynamics, compute_metrics, select, select_mixture
 from cartokit._files import atomic_write, write_marker
 from cartokit.cli import main
 from cartokit.io import write_allenai, write_metrics_csv
-from cartokit.pipeline import NOTEBOOKS
+from cartokit.study import NOTEBOOKS
 
 
 @pytest.fixture()
@@ -184,14 +184,14 @@ def test_an_unwritable_folder_gives_the_path_and_the_reason(work, capsys):
 
 def test_a_negative_seed_gets_the_parameter_sentence(work, capsys):
     metrics = pd.read_csv(work / "m.csv", index_col="id")
-    sentence = r"The 'seed' parameter of select must be an int >= 0 or None. Got -5 instead."
+    sentence = r"The 'seed' parameter of select must be an int >= 0, or None. Got -5 instead."
     with pytest.raises(ValueError, match=sentence):
         select(metrics, by="random", fraction=0.5, seed=-5)
     with pytest.raises(ValueError, match=sentence.replace("of select", "of select_mixture")):
         select_mixture(metrics, "10% random + 10% easy", seed=-5)
     line = fails(capsys, "select", "m.csv", "--by", "random", "--seed", "-5", "-o", "ids.txt")
     assert line == (
-        "cartokit select: error: The 'seed' parameter of select must be an int >= 0 or None. "
+        "cartokit select: error: The 'seed' parameter of select must be an int >= 0, or None. "
         "Got -5 instead."
     )
     assert not (work / "ids.txt").exists()

@@ -353,7 +353,7 @@ def test_a_json_list_line_is_not_parsed_as_a_python_literal(tmp_path, monkeypatc
     path = tmp_path / "list.json"
     path.write_text(json.dumps(list(range(1000))) + "\n")
     calls = []
-    monkeypatch.setattr(cio.ast, "literal_eval", lambda text: calls.append(text))
+    monkeypatch.setattr(cio.trustai.ast, "literal_eval", lambda text: calls.append(text))
     with pytest.raises(ValueError, match=r"list\.json, line 1: neither JSON nor a Python dict"):
         read_dynamics(path, format="trustai")
     assert calls == []

@@ -450,11 +450,15 @@ def test_other_argument_errors():
         select(metrics, "easy", region="easy", thresholds={"easy_confidence": 0.5})
     with pytest.raises(ValueError, match="'lowest' parameter has no meaning with by='random'"):
         select(metrics, RANDOM, lowest=True)
-    with pytest.raises(TypeError, match="'lowest' parameter must be a bool or None"):
+    with pytest.raises(
+        TypeError, match=r"'lowest' parameter of select must be a bool, or None\. Got 'yes' of type"
+    ):
         select(metrics, "easy", lowest="yes")
     with pytest.raises(TypeError, match="'balanced' parameter of select must be a bool"):
         select(metrics, "easy", balanced=1)
-    with pytest.raises(TypeError, match="'seed' parameter of select must be an int or None"):
+    with pytest.raises(
+        TypeError, match=r"'seed' parameter of select must be an int >= 0, or None\. Got 1\.5 of"
+    ):
         select(metrics, RANDOM, seed=1.5)
     with pytest.raises(TypeError, match="'by' parameter of select must be a selector name"):
         select(metrics, 3)
@@ -630,7 +634,8 @@ def test_selection_mask_in_table_order():
 
 def test_selection_mask_errors():
     with pytest.raises(
-        ValueError, match=r"^selection_mask got 2 ids that are not in the index, e\.g\. \[7, 9\]\.$"
+        ValueError,
+        match=r"^selection_mask: 2 of the 3 ids are not in the index, e\.g\. \[7, 9\]\.$",
     ):
         selection_mask(pd.Index([1, 2, 3]), [1, 7, 9])
     with pytest.raises(ValueError, match="selection_mask needs unique sample ids"):
@@ -710,11 +715,12 @@ def test_subset_errors():
         subset(data, np.array(["s001", "s002"]))
     with pytest.raises(
         ValueError,
-        match=r"^subset got 2 ids that are not row positions of data \(0 to 4\), e\.g\. \[5, -1\]",
+        match=r"^subset: 2 of the 3 ids are not row positions of data \(0 to 4\), e\.g\. "
+        r"\[5, -1\]\. If the ids are not row positions, pass order=metrics\.index\.$",
     ):
         subset(data, [1, 5, -1])
     with pytest.raises(
-        ValueError, match=r"^subset got 1 ids that are not in order, e\.g\. \['z'\]"
+        ValueError, match=r"^subset: 1 of the 2 ids are not in the 'order' ids, e\.g\. \['z'\]\.$"
     ):
         subset(data, ["a", "z"], order=list("abcde"))
     with pytest.raises(ValueError, match="data has 5 rows, but order has 3 ids"):
@@ -736,3 +742,15 @@ def test_select_then_subset_round_trip():
 
 def test_region_names_are_regions():
     assert set(REGIONS) <= set(SELECTORS)
+
+
+def test_ids_of_another_kind_than_order_say_so():
+    # positions_of names the mismatch: integer ids looked up among text ids find nothing
+    with pytest.raises(
+        ValueError,
+        match=r"^subset: 2 of the 2 ids are not in the 'order' ids, e\.g\. \[0, 1\]\. the 'order' "
+        r"ids holds text ids, the ids given are integer\.$",
+    ):
+        subset(np.arange(3), [0, 1], order=["0", "1", "2"])
+    with pytest.raises(ValueError, match=r"^subset needs unique sample ids, but the index repeats"):
+        subset(np.arange(3), ["a"], order=["a", "a", "b"])

@@ -8,7 +8,13 @@ import pytest
 
 from cartokit import Thresholds, assign_regions, load_dataset, select
 from cartokit.data import subsample
-from cartokit.transfer import MODEL_KINDS, map_agreement, model_factory, train_on_subsets
+from cartokit.models import MODELS, model_factory
+from cartokit.transfer import (
+    choose_models,
+    map_agreement,
+    record_maps,
+    train_on_subsets,
+)
 
 
 def metrics_table(n=200, seed=0, ids=None):
@@ -109,18 +115,17 @@ def digits():
     return subsample(bundle.train, 300), subsample(bundle.test, 100)
 
 
-def test_model_factory(digits):
-    train, _ = digits
-    assert model_factory("linear")(train).hidden == ()
-    assert model_factory("mlp")(train).hidden == (128,)
-    assert model_factory("deep_mlp", seed=3)(train).hidden == (512, 256)
-    cnn = model_factory("cnn")(train)
-    assert cnn.image_shape == (1, 8, 8)
-    first = model_factory("mlp", seed=1)(train).net[0].weight
-    assert (first == model_factory("mlp", seed=1)(train).net[0].weight).all()  # seeded
-    assert set(MODEL_KINDS) >= {"linear", "mlp", "deep_mlp", "cnn", "minilm_finetune"}
-    with pytest.raises(ValueError, match=r"The 'kind' parameter of model_factory must be one of"):
-        model_factory("resnet")
+def test_the_old_model_registry_names_warn_and_forward():
+    import cartokit.transfer as transfer
+    from cartokit import models
+
+    with pytest.warns(DeprecationWarning, match=r"cartokit.transfer.MODEL_KINDS is deprecated; "
+                      r"use cartokit.models.MODELS"):  # fmt: skip
+        assert transfer.MODEL_KINDS is models.MODELS
+    with pytest.warns(DeprecationWarning, match=r"use cartokit.models.model_factory"):
+        assert transfer.model_factory is models.model_factory
+    with pytest.raises(AttributeError, match="has no attribute 'MODELS'"):
+        transfer.MODELS  # noqa: B018
 
 
 def test_train_on_subsets(digits):
@@ -147,7 +152,80 @@ def test_train_on_subsets_errors(digits):
     factory = model_factory("linear")
     with pytest.raises(ValueError, match=r"names subsets \['own'\] that are not in subsets"):
         train_on_subsets(factory, train, {"full": None}, map_seconds={"own": 1.0})
-    with pytest.raises(ValueError, match="are not sample ids of"):
+    with pytest.raises(ValueError, match="are not in the sample ids of"):
         train_on_subsets(factory, train, {"bad": [-5]})
     with pytest.raises(TypeError, match="The 'subsets' parameter of train_on_subsets"):
         train_on_subsets(factory, train, {})
+
+
+# ------------------------------------------------------------------------------ roles and maps
+
+
+def embedded(bundle, width=6):
+    """A stand-in for sentence embeddings: the same samples as tabular features."""
+    from cartokit.data import DataBundle, Split
+
+    def embed(split):
+        rng = np.random.default_rng(len(split))
+        return Split(split.name, rng.random((len(split), width), dtype=np.float32), split.labels,
+                     split.ids, list(split.class_names), "tabular", split.frame.copy())  # fmt: skip
+
+    return DataBundle(bundle.name, train=embed(bundle.train), test=embed(bundle.test))
+
+
+@pytest.fixture(scope="module")
+def digits_bundle(digits):
+    from cartokit.data import DataBundle
+
+    train, test = digits
+    return DataBundle("digits", train=train, test=test)
+
+
+def test_choose_models_auto_and_named(digits_bundle):
+    choice = choose_models(digits_bundle, digits_bundle)
+    assert choice.kinds == {"small": "mlp", "large": "cnn", "student": "mlp"}
+    assert all(bundle is digits_bundle for bundle in choice.data.values())
+    assert choice.table.loc["large", "model"] == MODELS["cnn"]
+    features = embedded(digits_bundle)
+    text_like = choose_models(digits_bundle, features, large="minilm_frozen", student="deep_mlp")
+    assert text_like.kinds == {"small": "linear", "large": "minilm_frozen", "student": "deep_mlp"}
+    assert text_like.data["large"] is digits_bundle  # the MiniLM kinds take the raw data
+    assert text_like.data["small"] is features and text_like.data["student"] is features
+
+
+def test_choose_models_errors(digits_bundle):
+    match = r"The 'large' parameter of choose_models must be one of \['auto', 'linear'.*Got 'cnnn'"
+    with pytest.raises(ValueError, match=match + r" instead. Did you mean 'cnn'\?"):
+        choose_models(digits_bundle, digits_bundle, large="cnnn")
+    from cartokit.data import DataBundle
+
+    train, test = digits_bundle.train, digits_bundle.test
+    shuffled = DataBundle("d", train=train.subset(np.arange(len(train))[::-1]), test=test)
+    with pytest.raises(ValueError, match="raw and features must hold the same samples"):
+        choose_models(digits_bundle, shuffled)
+
+
+def test_record_maps_times_each_role_after_a_warm_up(digits_bundle, monkeypatch):
+    import torch
+
+    import cartokit.train
+
+    calls = []
+    real = cartokit.train.fit
+
+    def spy(model, train, **options):
+        calls.append((options.get("epochs"), options.get("record", True), torch.get_num_threads()))
+        return real(model, train, **options)
+
+    monkeypatch.setattr(cartokit.train, "fit", spy)
+    choice = choose_models(digits_bundle, digits_bundle, large="linear")
+    runs = record_maps(choice, epochs=3, lr=0.01, seed=2)
+    assert calls == [(1, False, 1), (3, True, 1), (3, True, 1)]  # warm-up, small, large
+    assert list(runs.metrics) == ["small", "large"] == list(runs.seconds.index)
+    assert runs.seconds.name == "training seconds" and (runs.seconds > 0).all()
+    assert len(runs.metrics["large"]) == 300 and runs.models["large"].hidden == ()
+    again = record_maps(choice, roles=["large"], epochs=3, lr=0.01, seed=2)
+    pd.testing.assert_frame_equal(again.metrics["large"], runs.metrics["large"])  # seeded
+    with pytest.raises(ValueError, match=r"The 'roles' parameter of record_maps must be a "
+                       r"non-empty list"):  # fmt: skip
+        record_maps(choice, roles=["teacher"])

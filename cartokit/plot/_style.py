@@ -5,7 +5,9 @@ Every figure and widget takes its colours from here.
 A region, a class or a missing value has the same colour in the static map
 (:mod:`cartokit.plot`), the live explorer (:mod:`cartokit.widgets`) and the study figures
 (:mod:`cartokit.study`), as plain hex strings. Figures are matplotlib :class:`NotebookFigure`
-objects, saved by :func:`save_figure` to a path checked by :func:`check_figure_path`.
+objects, saved by :func:`save_figure` to a path checked by :func:`check_figure_path`. PNG bytes
+for a notebook or a widget come from :func:`figure_png` (a figure) and :func:`image_png` (a
+sample image).
 
 The region colours are Okabe and Ito's blue and orange with Paul Tol's vibrant red. Under a
 simulation of full protanopia, deuteranopia and tritanopia (Machado et al., 2009) the closest
@@ -22,7 +24,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from matplotlib.figure import Figure
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure, SubFigure
 
 from cartokit._files import atomic_write
 
@@ -32,6 +36,9 @@ __all__ = [
     "PNG_DPI",
     "SAVE_FORMATS",
     "check_figure_path",
+    "figure_png",
+    "image_png",
+    "root_figure",
     "save_figure",
     "CLASS_COLORS",
     "CONTINUOUS_COLORS",
@@ -137,6 +144,53 @@ class NotebookFigure(Figure):
     """
 
     def _repr_png_(self) -> bytes:
-        buffer = io.BytesIO()
-        self.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-        return buffer.getvalue()
+        return figure_png(self, dpi=100, bbox_inches="tight")
+
+
+def root_figure(ax: Axes) -> Figure:
+    """The top-level figure that holds ``ax`` (through any subfigures): the one to save."""
+    fig = ax.figure
+    while isinstance(fig, SubFigure):
+        fig = fig.figure
+    return fig  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------------------------
+# PNG bytes, for notebooks and widgets
+
+
+def figure_png(fig: Figure, **options: Any) -> bytes:
+    """The PNG bytes of ``fig``; ``options`` go to ``savefig`` (e.g. ``dpi``)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", **options)
+    return buffer.getvalue()
+
+
+def image_png(image: np.ndarray, *, size: int = 144) -> bytes:
+    """PNG bytes of a sample image, enlarged by a whole factor to about ``size`` pixels.
+
+    A 2-D array is drawn in grey (dark for high values) over its own range; a 3-D one is RGB or
+    RGBA, channels last or first, rescaled to [0, 1] when its values leave that range.
+
+    >>> image_png(np.eye(4))[:8]
+    b'\\x89PNG\\r\\n\\x1a\\n'
+    """
+    from matplotlib.image import imsave
+
+    image = np.asarray(image, dtype=np.float64)
+    if image.ndim == 3 and image.shape[0] in (1, 3, 4) and image.shape[-1] not in (1, 3, 4):
+        image = np.moveaxis(image, 0, -1)  # channels-first to channels-last
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    finite = image[np.isfinite(image)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if image.ndim == 3 and (low < 0.0 or high > 1.0):
+        image = (image - low) / (high - low) if high > low else np.zeros_like(image)
+    scale = max(1, size // max(image.shape[:2]))
+    image = np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
+    buffer = io.BytesIO()
+    if image.ndim == 2:
+        imsave(buffer, image, cmap="gray_r", format="png", vmin=low, vmax=max(high, low + 1e-9))
+    else:
+        imsave(buffer, np.clip(image, 0.0, 1.0), format="png")
+    return buffer.getvalue()

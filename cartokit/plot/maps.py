@@ -1,4 +1,4 @@
-"""Static data maps and training trajectories, drawn with matplotlib.
+"""Static data maps, drawn with matplotlib.
 
 Everything is drawn on :class:`matplotlib.figure.Figure` objects made here (or on an Axes you
 pass), never through ``pyplot``'s global state, so the functions work headless and in threads.
@@ -6,21 +6,19 @@ pass), never through ``pyplot``'s global state, so the functions work headless a
 * :func:`plot_data_map`: the data map of Swayamdipta et al. (2020), Figure 1: variability (x)
   against confidence (y), coloured by correctness on an ordered colour scale, with the region
   boundaries of the current :class:`~cartokit.Thresholds` and marginal distributions;
-* :func:`plot_data_map_by_class`: the same map as small multiples, one panel per class;
-* :func:`plot_trajectories`: gold-label probability against epoch for a few samples.
+* :func:`plot_data_map_by_class`: the same map as small multiples, one panel per class.
 
 The Axes of a figure carry labels so that code can find them again: ``"data-map"`` for the
 scatter (``"data-map:<class>"`` for a panel of the per-class grid), ``"marginal:y"``,
-``"marginal:x"`` and ``"marginal:hue"`` for the side panels and ``"trajectories"``.
+``"marginal:x"`` and ``"marginal:hue"`` for the side panels.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import matplotlib as mpl
 import numpy as np
@@ -32,8 +30,13 @@ from matplotlib.figure import Figure, SubFigure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from cartokit._validation import check_int, first_few
-from cartokit.dynamics import TrainingDynamics
+from cartokit._validation import (
+    InstanceOf,
+    Optional,
+    check_int,
+    check_metrics_frame,
+    check_param,
+)
 from cartokit.plot._style import (
     BAR_COLOR,
     CONTINUOUS_COLORS,
@@ -43,11 +46,12 @@ from cartokit.plot._style import (
     NotebookFigure,
     category_colors,
     check_figure_path,
+    root_figure,
     save_figure,
 )
 from cartokit.regions import REGIONS, Thresholds, assign_regions
 
-__all__ = ["plot_data_map", "plot_data_map_by_class", "plot_trajectories"]
+__all__ = ["plot_data_map", "plot_data_map_by_class"]
 
 # Columns whose values are known to lie in [0, 1]: their axes and colour scales span all of it,
 # so maps of different runs are comparable.
@@ -62,18 +66,47 @@ _MAX_LEVELS = 41  # a discrete colour scale with more steps than this is drawn a
 # Validation
 
 
-def _check_metrics(metrics: Any, *, caller: str) -> pd.DataFrame:
-    if not isinstance(metrics, pd.DataFrame):
-        raise TypeError(
-            f"The 'metrics' parameter of {caller} must be a pandas DataFrame, such as the "
-            f"output of compute_metrics. Got {type(metrics).__name__} instead."
-        )
+class _MapArgs(NamedTuple):
+    """The checked arguments that every map function shares."""
+
+    metrics: pd.DataFrame
+    x: str
+    y: str
+    hue: str | None
+    thresholds: Thresholds
+    max_points: int | None
+    seed: int
+
+
+def _check_map_args(
+    metrics: Any,
+    x: Any,
+    y: Any,
+    hue: Any,
+    thresholds: Any,
+    max_points: Any,
+    seed: Any,
+    *,
+    caller: str,
+) -> _MapArgs:
+    check_metrics_frame(metrics, caller=caller)
     if len(metrics) == 0:
         raise ValueError(
             f"{caller} got an empty metrics table (0 rows); there is nothing to plot. "
             "Pass the table from compute_metrics for a recorded run."
         )
-    return metrics
+    x, y, hue = _check_columns(metrics, x, y, hue, caller=caller)
+    return _MapArgs(
+        metrics,
+        x,
+        y,
+        hue,
+        Thresholds.coerce(thresholds, caller=caller),
+        None
+        if max_points is None
+        else check_int("max_points", max_points, caller=caller, minimum=1),
+        check_int("seed", seed, caller=caller, minimum=0),
+    )
 
 
 def _check_columns(
@@ -86,12 +119,7 @@ def _check_columns(
                 f"The '{name}' parameter of {caller} must be {kind}. "
                 f"Got {value!r} of type {type(value).__name__} instead."
             )
-    missing = [c for c in (x, y) if c not in metrics.columns]
-    if missing:
-        raise ValueError(
-            f"{caller} needs the columns {[x, y]} of the metrics table; missing: {missing}. "
-            f"Available columns: {list(metrics.columns)}."
-        )
+    check_metrics_frame(metrics, caller=caller, columns=[x, y])
     derivable = hue == "region" and {"confidence", "variability"} <= set(metrics.columns)
     if hue is not None and hue not in metrics.columns and not derivable:
         raise ValueError(
@@ -446,11 +474,67 @@ def _style_side(ax: Axes) -> None:
     ax.yaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
 
 
-def _root_figure(ax: Axes) -> Figure:
-    fig = ax.figure
-    while isinstance(fig, SubFigure):
-        fig = fig.figure
-    return fig  # type: ignore[return-value]
+def _new_map_figure(
+    n_side: int, marginals: bool, title: str | None
+) -> tuple[Figure, Axes, list[Axes]]:
+    """A figure for one map: its scatter Axes and, with ``marginals``, ``n_side`` side panels."""
+    if marginals:
+        fig = NotebookFigure(figsize=(10.0, 6.0), layout="constrained")
+        grid = fig.add_gridspec(n_side, 2, width_ratios=[2.7, 1.0])
+        ax = fig.add_subplot(grid[:, 0])
+        side = [fig.add_subplot(grid[i, 1]) for i in range(n_side)]
+    else:
+        fig = NotebookFigure(figsize=(7.0, 5.6), layout="constrained")
+        ax, side = fig.add_subplot(), []
+    if title is not None:
+        fig.suptitle(title, fontsize=12)
+    return fig, ax, side
+
+
+def _draw_map(
+    ax: Axes, args: _MapArgs, xv: np.ndarray, yv: np.ndarray, rows: np.ndarray, hue: _Hue, *,
+    size: float, alpha: float, regions: bool,
+) -> PathCollection:  # fmt: skip
+    """The scatter of one map on ``ax``, with its limits, regions, labels and sample note."""
+    x, y, thresholds = args.x, args.y, args.thresholds
+    ax.set_label("data-map")
+    points = _scatter(ax, xv, yv, rows, hue, size=size, alpha=alpha)
+    _set_limits(ax, x, y, xv, yv, thresholds)
+    if regions and _is_region_map(x, y):
+        shares = _region_shares(args.metrics, thresholds)
+        _draw_regions(ax, thresholds, ax.get_xlim()[1], shares, fontsize=9)
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.spines[["top", "right"]].set_visible(False)
+    total = int((np.isfinite(xv) & np.isfinite(yv)).sum())
+    ax.text(
+        0.99, 0.01, _note(rows.size, total, len(xv) - total, x, y), transform=ax.transAxes,
+        ha="right", va="bottom", fontsize=8, color="0.3", gid="sample-note",
+    )  # fmt: skip
+    return points
+
+
+def _draw_marginals(
+    side: list[Axes], args: _MapArgs, xv: np.ndarray, yv: np.ndarray, rows: np.ndarray,
+    hue: _Hue, regions: bool,
+) -> None:  # fmt: skip
+    """The side panels: histograms of y and x (with the thresholds on a region map) and the
+    distribution of the hue over the drawn points."""
+    for panel, label in zip(side, ["marginal:y", "marginal:x", "marginal:hue"]):
+        panel.set_label(label)
+    _histogram(side[0], yv[rows], args.y)
+    _histogram(side[1], xv[rows], args.x)
+    if regions and _is_region_map(args.x, args.y):
+        t = args.thresholds
+        for panel, name in (
+            (side[0], "easy_confidence"), (side[0], "hard_confidence"),
+            (side[1], "ambiguous_variability"),
+        ):  # fmt: skip
+            panel.axvline(getattr(t, name), color="0.2", lw=0.8, ls=(0, (4, 3)), gid=name)
+    if hue.kind != "none":
+        _hue_bars(side[2], hue, rows)
+    for panel in side:
+        _style_side(panel)
 
 
 # --------------------------------------------------------------------------------------------
@@ -573,20 +657,9 @@ def plot_data_map(
             legend=legend, max_points=max_points, seed=seed, cmap=cmap,
             point_size=point_size, alpha=alpha, title=title, path=path,
         )  # fmt: skip
-    metrics = _check_metrics(metrics, caller=caller)
-    x, y, hue = _check_columns(metrics, x, y, hue, caller=caller)
-    thresholds = Thresholds.coerce(thresholds, caller=caller)
-    max_points = (
-        None
-        if max_points is None
-        else check_int("max_points", max_points, caller=caller, minimum=1)
-    )
-    seed = check_int("seed", seed, caller=caller, minimum=0)
-    if ax is not None and not isinstance(ax, Axes):
-        raise TypeError(
-            f"The 'ax' parameter of {caller} must be a matplotlib Axes or None. "
-            f"Got {type(ax).__name__} instead."
-        )
+    args = _check_map_args(metrics, x, y, hue, thresholds, max_points, seed, caller=caller)
+    metrics, x, y, hue, thresholds, max_points, seed = args
+    check_param("ax", ax, Optional(InstanceOf(Axes, "a matplotlib Axes")), caller=caller)
     target = check_figure_path(path, caller=caller)
 
     xv, yv = _as_float(metrics[x]), _as_float(metrics[y])
@@ -599,61 +672,20 @@ def plot_data_map(
         )
     hue_ = _resolve_hue(metrics, hue, thresholds, cmap, caller=caller)
     rows = _sample_rows(valid, max_points, seed)
-    size, alpha_ = _point_style(rows.size, point_size, alpha)
 
-    side: list[Axes] = []
     if ax is None:
-        n_side = 3 if hue_.kind != "none" else 2
-        if marginals:
-            fig = NotebookFigure(figsize=(10.0, 6.0), layout="constrained")
-            grid = fig.add_gridspec(n_side, 2, width_ratios=[2.7, 1.0])
-            ax = fig.add_subplot(grid[:, 0])
-            side = [fig.add_subplot(grid[i, 1]) for i in range(n_side)]
-        else:
-            fig = NotebookFigure(figsize=(7.0, 5.6), layout="constrained")
-            ax = fig.add_subplot()
-        holder: Figure | SubFigure = fig
-        if title is not None:
-            fig.suptitle(title, fontsize=12)
+        fig, ax, side = _new_map_figure(3 if hue_.kind != "none" else 2, marginals, title)
     else:
-        holder = ax.figure  # type: ignore[assignment]
-        fig = _root_figure(ax)
+        fig, side = root_figure(ax), []
         if title is not None:
             ax.set_title(title, fontsize=11)
-    ax.set_label("data-map")
-
-    points = _scatter(ax, xv, yv, rows, hue_, size=size, alpha=alpha_)
-    _set_limits(ax, x, y, xv, yv, thresholds)
-    if regions and _is_region_map(x, y):
-        shares = _region_shares(metrics, thresholds)
-        _draw_regions(ax, thresholds, ax.get_xlim()[1], shares, fontsize=9)
-    ax.set_xlabel(x)
-    ax.set_ylabel(y)
-    ax.spines[["top", "right"]].set_visible(False)
-    ax.text(
-        0.99, 0.01, _note(rows.size, total, len(metrics) - total, x, y), transform=ax.transAxes,
-        ha="right", va="bottom", fontsize=8, color="0.3", gid="sample-note",
-    )  # fmt: skip
-    if legend:
-        _add_key(holder, points, hue_, ax)
+    size, alpha_ = _point_style(rows.size, point_size, alpha)
+    points = _draw_map(ax, args, xv, yv, rows, hue_, size=size, alpha=alpha_, regions=regions)
+    if legend:  # the key goes in the (sub)figure that holds the map
+        _add_key(ax.figure, points, hue_, ax)
 
     if side:
-        labels = ["marginal:y", "marginal:x", "marginal:hue"]
-        for panel, label in zip(side, labels):
-            panel.set_label(label)
-        _histogram(side[0], yv[rows], y)
-        _histogram(side[1], xv[rows], x)
-        if regions and _is_region_map(x, y):
-            t = thresholds
-            for panel, name in (
-                (side[0], "easy_confidence"), (side[0], "hard_confidence"),
-                (side[1], "ambiguous_variability"),
-            ):  # fmt: skip
-                panel.axvline(getattr(t, name), color="0.2", lw=0.8, ls=(0, (4, 3)), gid=name)
-        if hue_.kind != "none":
-            _hue_bars(side[2], hue_, rows)
-        for panel in side:
-            _style_side(panel)
+        _draw_marginals(side, args, xv, yv, rows, hue_, regions)
     save_figure(fig, target)
     return fig
 
@@ -715,20 +747,13 @@ def plot_data_map_by_class(
     ['neg', 'pos']
     """
     caller = "plot_data_map_by_class"
-    metrics = _check_metrics(metrics, caller=caller)
-    x, y, hue = _check_columns(metrics, x, y, hue, caller=caller)
+    args = _check_map_args(metrics, x, y, hue, thresholds, max_points, seed, caller=caller)
+    metrics, x, y, hue, thresholds, max_points, seed = args
     if not isinstance(by, str) or by not in metrics.columns:
         raise ValueError(
             f"The 'by' parameter of {caller} must be a column of the metrics table. "
             f"Got {by!r} instead. Available columns: {list(metrics.columns)}."
         )
-    thresholds = Thresholds.coerce(thresholds, caller=caller)
-    max_points = (
-        None
-        if max_points is None
-        else check_int("max_points", max_points, caller=caller, minimum=1)
-    )
-    seed = check_int("seed", seed, caller=caller, minimum=0)
     target = check_figure_path(path, caller=caller)
 
     xv, yv = _as_float(metrics[x]), _as_float(metrics[y])
@@ -785,106 +810,5 @@ def plot_data_map_by_class(
     fig.suptitle(heading if title is None else f"{title}\n{heading}", fontsize=11)
     if legend and points is not None:
         _add_key(fig, points, hue_, panels)
-    save_figure(fig, target)
-    return fig
-
-
-def plot_trajectories(
-    dyn: TrainingDynamics,
-    ids: Hashable | Iterable[Hashable],
-    *,
-    ax: Axes | None = None,
-    title: str | None = None,
-    path: str | os.PathLike[str] | None = None,
-) -> Figure:
-    """Plot the gold-label probability of chosen samples against the checkpoint (epoch).
-
-    One line per sample, labelled with its id and label (class name when known). Checkpoints
-    at which a sample was not seen (NaN) are gaps in its line.
-
-    Parameters
-    ----------
-    dyn : TrainingDynamics
-        The recorded run.
-    ids : sample id or iterable of sample ids
-        Ids as in ``dyn.ids`` (the index of the metrics table); repeats are drawn once.
-    ax : matplotlib Axes, optional
-        Draw into this Axes; otherwise a new figure is made.
-    title : str, optional
-        Axes title.
-    path : str or path-like, optional
-        Also save the figure here (``.png``, ``.svg`` or ``.pdf``), atomically.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-
-    Raises
-    ------
-    ValueError
-        If no id is given, an id is not a sample id of ``dyn``, or ``path`` has an unsupported
-        suffix.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> dyn = TrainingDynamics.from_logits(np.zeros((3, 2, 2)), labels=[0, 1], ids=[7, 9])
-    >>> fig = plot_trajectories(dyn, [9])
-    >>> [line.get_label() for line in fig.axes[0].lines]
-    ['id 9, label 1']
-    """
-    caller = "plot_trajectories"
-    if not isinstance(dyn, TrainingDynamics):
-        raise TypeError(
-            f"The 'dyn' parameter of {caller} must be a TrainingDynamics. "
-            f"Got {type(dyn).__name__} instead."
-        )
-    if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
-        ids = [ids]
-    wanted = list(dict.fromkeys(ids))
-    if not wanted:
-        raise ValueError(f"{caller} needs at least one sample id in 'ids'. Got none.")
-    positions = pd.Index(dyn.ids).get_indexer(pd.Index(wanted, dtype=object))
-    unknown = [i for i, p in zip(wanted, positions) if p < 0]
-    if unknown:
-        raise ValueError(
-            f"{caller}: {len(unknown)} of the ids are not sample ids of the dynamics: "
-            f"{first_few(unknown)}. Known ids look like {first_few(dyn.ids)}; pass ids from "
-            "dyn.ids or the index of the metrics table."
-        )
-    if ax is not None and not isinstance(ax, Axes):
-        raise TypeError(
-            f"The 'ax' parameter of {caller} must be a matplotlib Axes or None. "
-            f"Got {type(ax).__name__} instead."
-        )
-    target = check_figure_path(path, caller=caller)
-
-    if ax is None:
-        fig = NotebookFigure(figsize=(7.0, 4.2), layout="constrained")
-        ax = fig.add_subplot()
-    else:
-        fig = _root_figure(ax)
-    ax.set_label("trajectories")
-    palette = category_colors(len(wanted))
-    epochs = np.arange(dyn.num_epochs)
-    for k, (sample_id, pos) in enumerate(zip(wanted, positions)):
-        label = int(dyn.labels[pos])
-        name = dyn.class_names[label] if dyn.class_names is not None else str(label)
-        ax.plot(
-            epochs, dyn.gold_prob[:, pos], color=palette[k], lw=1.4,
-            marker="o", ms=3, label=f"id {sample_id}, label {name}",
-        )  # fmt: skip
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_xlim(-0.3, max(dyn.num_epochs - 1, 1) + 0.3)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch (checkpoint index)")
-    ax.set_ylabel("gold-label probability")
-    ax.spines[["top", "right"]].set_visible(False)
-    if title is not None:
-        ax.set_title(title, fontsize=11)
-    ax.legend(
-        loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, frameon=False,
-        fontsize=8, ncols=1 if len(wanted) <= 16 else 2,
-    )  # fmt: skip
     save_figure(fig, target)
     return fig

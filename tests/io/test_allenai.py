@@ -1,4 +1,5 @@
-"""Tests for cartokit.io: the allenai and TrustAI readers, the allenai writer, format detection."""
+"""cartokit.io.allenai: reading (against an oracle, then corrupt files that must name their
+line) and writing the allenai/cartography layout."""
 
 from __future__ import annotations
 
@@ -6,93 +7,18 @@ import json
 import math
 import random
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from dynamics_files import Rows, assert_matches_oracle, base_rows, lines_of, make_rows, write_run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cartokit.dynamics import TrainingDynamics
-from cartokit.io import detect_format, read_allenai, read_dynamics, read_trustai, write_allenai
-from cartokit.metrics import compute_metrics
-
-Rows = dict[int, list[dict[str, Any]]]
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-def make_rows(
-    guids: list[Any], *, epochs: int = 3, classes: int = 3, seed: int = 0, shuffle: bool = True
-) -> Rows:
-    """Allenai records per epoch for the given guids; rows shuffled differently each epoch."""
-    rng = random.Random(seed)
-    gold = {g: rng.randrange(classes) for g in guids}
-    rows: Rows = {}
-    for e in range(epochs):
-        records = [
-            {
-                "guid": g,
-                f"logits_epoch_{e}": [rng.gauss(0.0, 2.0) for _ in range(classes)],
-                "gold": gold[g],
-            }
-            for g in guids
-        ]
-        if shuffle:
-            rng.shuffle(records)
-        rows[e] = records
-    return rows
-
-
-def write_run(root: Path, rows: Rows, *, text: dict[int, str] | None = None) -> Path:
-    """Write ``root/training_dynamics/dynamics_epoch_<e>.jsonl``; ``text`` overrides a file."""
-    folder = root / "training_dynamics"
-    folder.mkdir(parents=True, exist_ok=True)
-    for e, records in rows.items():
-        body = "".join(json.dumps(r) + "\n" for r in records)
-        (folder / f"dynamics_epoch_{e}.jsonl").write_text(body, encoding="utf-8")
-    for e, body in (text or {}).items():
-        (folder / f"dynamics_epoch_{e}.jsonl").write_text(body, encoding="utf-8")
-    return root
-
-
-def lines_of(records: list[dict[str, Any]]) -> list[str]:
-    return [json.dumps(r) for r in records]
-
-
-def oracle(rows: Rows) -> dict[str, tuple[float, float, float]]:
-    """The paper's definitions, literally: per guid and epoch a softmax, then mean / std / hits."""
-    probs: dict[str, list[float]] = {}
-    hits: dict[str, list[bool]] = {}
-    for e in sorted(rows):
-        for record in rows[e]:
-            logits, gold = record[f"logits_epoch_{e}"], record["gold"]
-            top = max(logits)
-            exps = [math.exp(v - top) for v in logits]
-            key = str(record["guid"])
-            probs.setdefault(key, []).append(exps[gold] / sum(exps))
-            best = max(range(len(logits)), key=lambda k: logits[k])
-            hits.setdefault(key, []).append(best == gold)
-    return {
-        g: (sum(p) / len(p), float(np.std(p)), sum(hits[g]) / len(hits[g]))
-        for g, p in probs.items()
-    }
-
-
-def assert_matches_oracle(dyn: TrainingDynamics, rows: Rows) -> None:
-    expected = oracle(rows)
-    table = compute_metrics(dyn)
-    assert sorted(str(i) for i in table.index) == sorted(expected)
-    for guid, got in zip(table.index, table.itertuples(), strict=True):
-        want = expected[str(guid)]
-        assert abs(got.confidence - want[0]) < 1e-6
-        assert abs(got.variability - want[1]) < 1e-6
-        assert abs(got.correctness - want[2]) < 1e-12
-
+from cartokit.io import read_allenai, write_allenai
 
 # ----------------------------------------------------------------------------- allenai: reading
 
@@ -218,11 +144,6 @@ def test_row_order_never_matters(seed: int, n: int, epochs: int) -> None:
 
 
 # ----------------------------------------------------------------------------- allenai: errors
-
-
-def base_rows() -> Rows:
-    """5 samples, 3 epochs, 3 classes, rows in guid order: row k is on line k + 1."""
-    return make_rows(list(range(5)), epochs=3, classes=3, seed=11, shuffle=False)
 
 
 def corrupt(rows: Rows, epoch: int, edit) -> dict[int, str]:  # noqa: ANN001
@@ -436,172 +357,3 @@ def test_write_errors(tmp_path: Path) -> None:
         ValueError, match=r"already holds \['dynamics_epoch_3.jsonl', 'dynamics_epoch_4.jsonl'\]"
     ):
         write_allenai(dyn, tmp_path, logits=np.zeros((3, 2, 2)))
-
-
-# ----------------------------------------------------------------------------- TrustAI
-
-
-def trustai_line(sid: Any, label: Any, probs: list[Any], **extra: Any) -> str:
-    record = {"id": sid, "label": label, "pred_label": 0, "correct": "true", "loss": 0.1}
-    record.update(probs=probs, label_probs=probs[0] if probs else 0, **extra)
-    return str(record)  # what TrustAI's writer does: a Python dict repr, single quotes
-
-
-def test_trustai_single_quotes_and_string_numbers(tmp_path: Path) -> None:
-    steps = [
-        {0: [0.7, 0.3], 1: [0.1, 0.9], 2: [0.5, 0.5]},
-        {0: [0.2, 0.8], 1: [0.4, 0.6], 2: [0.9, 0.1]},
-        {0: [0.3, 0.7], 1: [0.35, 0.65], 2: [0.05, 0.95]},
-    ]
-    labels = {0: 1, 1: 0, 2: 1}
-    lines = []
-    for k, step in enumerate(steps):
-        for sid in (2, 0, 1) if k % 2 else (0, 1, 2):  # order within a step does not matter
-            probs = step[sid]
-            if k == 1:  # numbers as strings, a bool for 'correct', as TrustAI sometimes writes
-                lines.append(
-                    trustai_line(str(sid), str(labels[sid]), [str(p) for p in probs], correct=True)
-                )
-            else:
-                lines.append(trustai_line(sid, labels[sid], probs))
-        lines.append("")
-    path = tmp_path / "output_data.json"
-    path.write_text("\n".join(lines) + "\n")
-    dyn = read_trustai(path, class_names=["dissimilar", "similar"])
-    assert dyn.ids.dtype == np.int64 and dyn.ids.tolist() == [0, 1, 2]
-    assert dyn.labels.tolist() == [1, 0, 1]
-    want = np.array([[step[s][labels[s]] for s in (0, 1, 2)] for step in steps])
-    np.testing.assert_allclose(dyn.gold_prob, want, atol=1e-6)
-    assert dyn.class_names == ["dissimilar", "similar"]
-    assert read_trustai(tmp_path).ids.tolist() == [0, 1, 2]  # the folder with its one file
-
-
-def test_trustai_json_lines_and_string_ids(tmp_path: Path) -> None:
-    path = tmp_path / "signals.jsonl"
-    records = [
-        {"id": "it's", "label": 0, "probs": [0.6, 0.4]},
-        {"id": "b", "label": 1, "probs": [0.6, 0.4]},
-        {"id": "it's", "label": 0, "probs": [0.9, 0.1]},
-        {"id": "b", "label": 1, "probs": [0.2, 0.8]},
-    ]
-    path.write_text(
-        "\n".join(json.dumps(r) for r in records[:2])
-        + "\n"
-        + str(records[2])
-        + "\n"
-        + json.dumps(records[3])
-    )
-    dyn = read_trustai(path)
-    assert dyn.ids.tolist() == ["it's", "b"]
-    np.testing.assert_allclose(dyn.gold_prob, [[0.6, 0.4], [0.9, 0.8]], atol=1e-6)
-
-
-def write_trustai(tmp_path: Path, lines: list[str]) -> Path:
-    path = tmp_path / "output_data.json"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def test_trustai_ids_recorded_unequally(tmp_path: Path) -> None:
-    lines = [trustai_line(i, 0, [0.5, 0.5]) for i in (0, 1, 2, 0, 2, 0, 1, 2)]
-    with pytest.raises(
-        ValueError,
-        match=r"output_data\.json: id 1 \(first on line 2\) occurs 2 times, "
-        r"but most ids occur 3 times",
-    ):
-        read_trustai(write_trustai(tmp_path, lines))
-
-
-def test_trustai_label_changing(tmp_path: Path) -> None:
-    lines = [trustai_line(i, 1, [0.5, 0.5]) for i in (0, 1)] + [
-        "",
-        trustai_line(0, 1, [0.5, 0.5]),
-        trustai_line(1, 0, [0.5, 0.5]),
-    ]
-    with pytest.raises(
-        ValueError, match=r"output_data\.json, line 5: label 0 for id 1, but line 2 gives 1"
-    ):
-        read_trustai(write_trustai(tmp_path, lines))
-
-
-@pytest.mark.parametrize(
-    ("bad", "fragment"),
-    [
-        ("{'id': 3, 'label': 0, 'probs': [0.5, ", "neither JSON nor a Python dict literal"),
-        ("{'id': 3, 'probs': [0.5, 0.5]}", r"missing key\(s\) \['label'\]"),
-        (trustai_line(3, 0, [0.5, 0.3, 0.2]), "3 probs, but line 1 has 2"),
-        (trustai_line(3, 0, [0.5, "x"]), "probs must be a list of >= 2 numbers"),
-        (trustai_line(3, 0, [1.5, -0.5]), "probs must be finite and >= 0"),
-        (trustai_line(3, 2, [0.5, 0.5]), r"label 2 is out of range \[0, 2\)"),
-        (trustai_line(3, -1, [0.5, 0.5]), "label must be a class index >= 0"),
-        (trustai_line(3.5, 0, [0.5, 0.5]), "id must be an int or a string"),
-    ],
-)
-def test_trustai_bad_lines(tmp_path: Path, bad: str, fragment: str) -> None:
-    lines = [trustai_line(0, 0, [0.5, 0.5]), "", bad]
-    with pytest.raises(ValueError, match=r"output_data\.json, line 3: " + fragment):
-        read_trustai(write_trustai(tmp_path, lines))
-
-
-def test_trustai_folder_must_hold_one_file(tmp_path: Path) -> None:
-    write_trustai(tmp_path, [trustai_line(0, 0, [0.5, 0.5])])
-    (tmp_path / "other.jsonl").write_text("")
-    with pytest.raises(ValueError, match=r"exactly one \.jsonl or \.json file\. Found 2"):
-        read_trustai(tmp_path)
-
-
-# ----------------------------------------------------------------------------- dispatch
-
-
-def test_detect_and_read_all_three_formats(tmp_path: Path) -> None:
-    rng = np.random.default_rng(15)
-    logits = rng.normal(size=(3, 4, 2))
-    dyn = TrainingDynamics.from_logits(logits, [0, 1, 1, 0], ids=[10, 11, 12, 13], store_probs=True)
-
-    folder = write_allenai(dyn, tmp_path / "allenai")
-    npz = dyn.save(tmp_path / "dyn.npz")
-    trust = tmp_path / "trust" / "output_data.json"
-    trust.parent.mkdir()
-    trust.write_text(
-        "\n".join(
-            trustai_line(int(i), int(y), dyn.probs[e, n].tolist())
-            for e in range(3)
-            for n, (i, y) in enumerate(zip(dyn.ids, dyn.labels, strict=True))
-        )
-    )
-    cases = {
-        folder.parent: "allenai",
-        folder: "allenai",
-        trust: "trustai",
-        trust.parent: "trustai",
-        npz: "cartokit",
-    }
-    for path, fmt in cases.items():
-        assert detect_format(path) == fmt, path
-        back = read_dynamics(path)
-        assert back.ids.tolist() == [10, 11, 12, 13]
-        np.testing.assert_allclose(back.gold_prob, dyn.gold_prob, atol=1e-6)
-        assert read_dynamics(path, format=fmt).num_epochs == 3
-    named = read_dynamics(npz, class_names=["a", "b"])
-    assert named.class_names == ["a", "b"]
-
-
-def test_unknown_formats_and_bad_arguments(tmp_path: Path) -> None:
-    csv = tmp_path / "metrics.csv"
-    csv.write_text("id,confidence\n1,0.5\n")
-    with pytest.raises(
-        ValueError, match=r"cannot tell the format.*'allenai'.*'trustai'.*'cartokit'"
-    ):
-        read_dynamics(csv)
-    with pytest.raises(ValueError, match="cannot tell the format"):
-        detect_format(tmp_path)  # a folder with only a CSV in it
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        detect_format(tmp_path / "missing")
-    with pytest.raises(ValueError, match=r"The 'format' parameter of read_dynamics must be one of"):
-        read_dynamics(csv, format="csv")
-    run = write_run(tmp_path / "run", base_rows())
-    with pytest.raises(ValueError, match="one epoch file of the allenai layout; pass its folder"):
-        detect_format(run / "training_dynamics" / "dynamics_epoch_0.jsonl")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a clean run raises no warning
-        assert read_dynamics(run, format="allenai").num_samples == 5

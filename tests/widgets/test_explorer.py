@@ -19,7 +19,8 @@ traitlets = pytest.importorskip("traitlets")
 from cartokit import REGIONS, Thresholds, TrainingDynamics, assign_regions, compute_metrics  # noqa: E402
 from cartokit.data import Split  # noqa: E402
 from cartokit.regions import region_counts  # noqa: E402
-from cartokit.widgets import _GRID, DataMapExplorer  # noqa: E402
+from cartokit.widgets import DataMapExplorer  # noqa: E402
+from cartokit.widgets._render import GRID  # noqa: E402
 
 CLASSES = ["negative", "neutral", "positive"]
 N = 600
@@ -83,7 +84,7 @@ def test_slider_recolours_recounts_and_exports_as_assign_regions_says(record, ba
     before = np.asarray(explorer.scatter.color).copy()
     assert explorer.counts.equals(region_counts(metrics))
 
-    explorer._sliders["easy_confidence"].value = 0.55  # what a slider move in the page does
+    explorer.sliders["easy_confidence"].value = 0.55  # what a slider move in the page does
 
     new = Thresholds(easy_confidence=0.55)
     assert explorer.easy_confidence == 0.55
@@ -101,7 +102,7 @@ def test_slider_recolours_recounts_and_exports_as_assign_regions_says(record, ba
     # the counts shown on the page
     for region, count in region_counts(metrics, new).items():
         assert f"data-region='{region}'><b>{region}</b> <span class='cartokit-count'>{count}<" in (
-            explorer._counts_html.value
+            explorer._controls.counts.value
         )
     # exports follow the new regions
     for code, region in enumerate(REGIONS):
@@ -112,9 +113,9 @@ def test_slider_recolours_recounts_and_exports_as_assign_regions_says(record, ba
 
 def test_moving_hard_above_easy_pushes_easy_along(record):
     explorer = make(record, backend="svg")
-    explorer._sliders["hard_confidence"].value = 0.8
+    explorer.sliders["hard_confidence"].value = 0.8
     assert (explorer.hard_confidence, explorer.easy_confidence) == (0.8, 0.8)
-    assert explorer._sliders["easy_confidence"].value == 0.8
+    assert explorer.sliders["easy_confidence"].value == 0.8
     assert explorer.counts.equals(region_counts(record[0], explorer.thresholds))
 
 
@@ -122,10 +123,10 @@ def test_thresholds_read_and_written_from_python(record):
     metrics = record[0]
     explorer = make(record, backend="svg", thresholds=Thresholds(0.15, 0.8, 0.2))
     assert explorer.thresholds == Thresholds(0.15, 0.8, 0.2)
-    assert explorer._sliders["ambiguous_variability"].value == 0.15
+    assert explorer.sliders["ambiguous_variability"].value == 0.15
     explorer.thresholds = Thresholds(0.1, 0.95, 0.9)  # crosses the old cuts: set at once
     assert explorer.thresholds == Thresholds(0.1, 0.95, 0.9)
-    assert explorer._sliders["hard_confidence"].value == 0.9
+    assert explorer.sliders["hard_confidence"].value == 0.9
     assert explorer.regions.equals(assign_regions(metrics, Thresholds(0.1, 0.95, 0.9)))
     explorer.ambiguous_variability = 0.3
     assert explorer.counts.equals(region_counts(metrics, Thresholds(0.3, 0.95, 0.9)))
@@ -157,14 +158,14 @@ def test_default_axes_and_controls(record, backend):
         "confidence",
         "region",
     )
-    assert explorer._x_dropdown.value == "variability"
-    assert explorer._y_dropdown.value == "confidence"
-    assert explorer._filter_dropdown.value == ""  # "(no filter)"
-    assert explorer._class_dropdown.value == -1  # "all classes"
+    assert explorer._controls.x_dropdown.value == "variability"
+    assert explorer._controls.y_dropdown.value == "confidence"
+    assert explorer._controls.filter_dropdown.value == ""  # "(no filter)"
+    assert explorer._controls.class_dropdown.value == -1  # "all classes"
     assert np.array_equal(explorer.scatter.x, metrics["variability"].to_numpy(np.float32)[drawn])
     assert np.array_equal(explorer.scatter.y, metrics["confidence"].to_numpy(np.float32)[drawn])
     assert explorer.scatter.x.dtype == np.float32
-    for scale in (explorer._x_scale, explorer._y_scale, explorer._color_scale):
+    for scale in (explorer._marks.x_scale, explorer._marks.y_scale, explorer._marks.color_scale):
         assert scale.min is not None and scale.max is not None  # never auto-domain
     assert explorer.backend == backend
     assert type(explorer.scatter).__name__ == ("ScatterGL" if backend == "gl" else "Scatter")
@@ -174,16 +175,16 @@ def test_axes_take_metric_and_joined_columns(record):
     metrics, split = record[0], record[1]
     explorer = make(record, backend="gl")
     assert {"flipped", "human_score", "region", "label", "predicted_label"} <= set(explorer.columns)
-    explorer._x_dropdown.value = "aum"  # the dropdown in the page
+    explorer._controls.x_dropdown.value = "aum"  # the dropdown in the page
     explorer.y_column = "human_score"  # or from Python
     drawn_ids = explorer.drawn_ids
     x = metrics["aum"].reindex(drawn_ids).to_numpy(np.float32)
     y = split.frame["human_score"].reindex(drawn_ids).to_numpy(np.float32)
     assert np.array_equal(explorer.scatter.x, x)
     assert np.array_equal(explorer.scatter.y, y)
-    assert explorer._x_axis.label == "aum" and explorer._y_axis.label == "human_score"
-    assert explorer._x_scale.min <= x.min() and explorer._x_scale.max >= x.max()
-    assert explorer._guides.visible is False  # threshold guides only on the data map axes
+    assert explorer._marks.x_axis.label == "aum" and explorer._marks.y_axis.label == "human_score"
+    assert explorer._marks.x_scale.min <= x.min() and explorer._marks.x_scale.max >= x.max()
+    assert explorer._marks.guides.visible is False  # threshold guides only on the data map axes
 
 
 def test_categorical_axis_is_jittered_with_class_ticks(record):
@@ -192,8 +193,8 @@ def test_categorical_axis_is_jittered_with_class_ticks(record):
     explorer.x_column = "label"
     offset = explorer.scatter.x - metrics["label"].reindex(explorer.drawn_ids).to_numpy()
     assert np.abs(offset).max() <= 0.3 + 1e-6
-    assert explorer._x_axis.tick_labels == {"0": "negative", "1": "neutral", "2": "positive"}
-    assert (explorer._x_scale.min, explorer._x_scale.max) == (-0.5, 2.5)
+    assert explorer._marks.x_axis.tick_labels == {"0": "negative", "1": "neutral", "2": "positive"}
+    assert (explorer._marks.x_scale.min, explorer._marks.x_scale.max) == (-0.5, 2.5)
     explorer.x_column = "region"  # the live region column moves with the thresholds
     codes_before = np.round(explorer.scatter.x).astype(int)
     explorer.easy_confidence = 0.5
@@ -205,13 +206,13 @@ def test_categorical_axis_is_jittered_with_class_ticks(record):
 def test_colour_by_boolean_and_continuous_columns(record):
     split = record[1]
     explorer = make(record, backend="svg")
-    explorer._color_dropdown.value = "flipped"
+    explorer._controls.color_dropdown.value = "flipped"
     flipped = split.frame["flipped"].reindex(explorer.drawn_ids).to_numpy(np.float32)
     assert np.array_equal(explorer.scatter.color, flipped)
-    assert len(explorer._color_scale.colors) == 3  # False, True, missing
+    assert len(explorer._marks.color_scale.colors) == 3  # False, True, missing
     explorer.color_column = "confidence"
-    assert explorer._color_scale.min <= explorer.scatter.color.min()
-    assert "confidence" in explorer._legend_html.value
+    assert explorer._marks.color_scale.min <= explorer.scatter.color.min()
+    assert "confidence" in explorer._controls.legend.value
 
 
 def test_static_map_and_explorer_share_one_palette(record):
@@ -236,19 +237,19 @@ def test_static_map_and_explorer_share_one_palette(record):
 
     explorer.color_column = "region"
     static = drawn("region")
-    assert [static[region] for region in REGIONS] == explorer._color_scale.colors[:3]
+    assert [static[region] for region in REGIONS] == explorer._marks.color_scale.colors[:3]
     assert static["ambiguous"] == "#E69F00"  # was green in the static map, orange here
     explorer.color_column = "label"
     static = drawn("label")
-    assert [static[label] for label in range(3)] == explorer._color_scale.colors[:3]
+    assert [static[label] for label in range(3)] == explorer._marks.color_scale.colors[:3]
     # the colour of a missing value, and both ends of the numeric scale
-    assert explorer._color_scale.colors[3] == "#BBBBBB"
+    assert explorer._marks.color_scale.colors[3] == "#BBBBBB"
     fig = plot_data_map(metrics, hue="confidence", marginals=False)
     (points,) = [c for c in fig.axes[0].collections if c.get_gid()]
     assert mcolors.to_hex(points.cmap.get_bad()).upper() == "#BBBBBB"
     explorer.color_column = "confidence"
     ends = [mcolors.to_hex(points.cmap(v)).upper() for v in (0.0, 1.0)]
-    assert ends == [explorer._color_scale.colors[0], explorer._color_scale.colors[-1]]
+    assert ends == [explorer._marks.color_scale.colors[0], explorer._marks.color_scale.colors[-1]]
 
 
 def test_unknown_column_is_refused(record):
@@ -269,7 +270,7 @@ def test_filter_hides_points_but_counts_use_all(record, backend):
     explorer.filter_value = 0.4
     keep = metrics["confidence"] <= 0.4
     assert np.array_equal(explorer.drawn_ids, metrics.index[keep].to_numpy())
-    explorer._class_dropdown.value = 1
+    explorer._controls.class_dropdown.value = 1
     assert explorer.filter_class == 1
     keep &= metrics["label"] == 1
     assert np.array_equal(explorer.shown_ids, metrics.index[keep].to_numpy())
@@ -296,11 +297,11 @@ def test_selection_written_from_python(record, backend):
     assert explorer.selected_ids.tolist() == sorted(chosen.tolist(), key=metrics.index.get_loc)
     drawn = explorer.drawn_ids.tolist()
     assert sorted(explorer.scatter.selected.tolist()) == sorted(drawn.index(i) for i in chosen)
-    assert "selected <span class='cartokit-selected'>3</span>" in explorer._counts_html.value
+    assert "selected <span class='cartokit-selected'>3</span>" in explorer._controls.counts.value
     assert np.array_equal(explorer.ids_of("selection"), explorer.selected_ids)
-    explorer._on_clear(None)
+    explorer._controls.clear_selection(None)
     assert len(explorer.selected_ids) == 0 and explorer.scatter.selected is None
-    with pytest.raises(traitlets.TraitError, match="1 ids that are not in the metrics table"):
+    with pytest.raises(traitlets.TraitError, match="1 of the 2 ids are not in the metrics table"):
         explorer.selected_ids = [chosen[0], -99]
 
 
@@ -309,15 +310,15 @@ def test_lasso_selects_every_shown_point_in_its_cells(record, backend):
     metrics = record[0]
     explorer = make(record, backend=backend, max_points=100 if backend == "svg" else None)
     explorer.tool = "lasso"
-    assert explorer.figure.interaction is explorer._lasso
+    assert explorer.figure.interaction is explorer._marks.lasso
     # The page's lasso selects proxy points: here, those left of variability 0.15.
-    proxy_x = np.asarray(explorer._proxy.x)
-    explorer._proxy.selected = np.flatnonzero(proxy_x < 0.15)
+    proxy_x = np.asarray(explorer._marks.proxy.x)
+    explorer._marks.proxy.selected = np.flatnonzero(proxy_x < 0.15)
     # Oracle: the cell of every point, from the scale bounds, as documented.
-    cols, rows = _GRID
+    cols, rows = GRID
     x, y = metrics["variability"].to_numpy(), metrics["confidence"].to_numpy()
-    x0, x1 = explorer._x_scale.min, explorer._x_scale.max
-    y0, y1 = explorer._y_scale.min, explorer._y_scale.max
+    x0, x1 = explorer._marks.x_scale.min, explorer._marks.x_scale.max
+    y0, y1 = explorer._marks.y_scale.min, explorer._marks.y_scale.max
     cx = np.clip(((x - x0) / (x1 - x0) * cols).astype(int), 0, cols - 1)
     cy = np.clip(((y - y0) / (y1 - y0) * rows).astype(int), 0, rows - 1)
     centre = x0 + (cx + 0.5) * (x1 - x0) / cols
@@ -334,13 +335,13 @@ def test_brush_rectangle_selects_shown_points(record):
     explorer.tool = "brush"
     explorer.filter_column = "correctness"
     explorer.filter_value = 0.5
-    with explorer._brush.hold_sync():  # what the page's brush sends
-        explorer._brush.selected_x = np.array([0.05, 0.2])
-        explorer._brush.selected_y = np.array([0.3, 0.9])
+    with explorer._marks.brush.hold_sync():  # what the page's brush sends
+        explorer._marks.brush.selected_x = np.array([0.05, 0.2])
+        explorer._marks.brush.selected_y = np.array([0.3, 0.9])
     v, c = metrics["variability"], metrics["confidence"]
     inside = v.between(0.05, 0.2) & c.between(0.3, 0.9) & (metrics["correctness"] >= 0.5)
     assert np.array_equal(explorer.selected_ids, metrics.index[inside].to_numpy())
-    explorer._brush.selected_x = None
+    explorer._marks.brush.selected_x = None
     assert len(explorer.selected_ids) == 0
 
 
@@ -351,18 +352,18 @@ def test_brush_rectangle_selects_shown_points(record):
 def test_hover_and_click_show_the_sample_and_its_trajectory(record, backend):
     metrics, split, dyn = record
     explorer = make(record, backend=backend)
-    mark = explorer._pick if backend == "gl" else explorer.scatter
-    positions = explorer._pick_pos if backend == "gl" else explorer._drawn
+    mark = explorer._marks.pick if backend == "gl" else explorer.scatter
+    positions = explorer._marks.pick_positions if backend == "gl" else explorer._model.drawn
     sample_id = metrics.index[positions[5]]
     explorer._on_hover(mark, {"event": "hover", "data": {"index": 5}})
-    assert f"<b>id {sample_id}</b>" in explorer._tooltip.value
-    assert "confidence" in explorer._tooltip.value
+    assert f"<b>id {sample_id}</b>" in explorer._marks.tooltip.value
+    assert "confidence" in explorer._marks.tooltip.value
     explorer._on_click(mark, {"event": "element_click", "data": {"index": 5}})
     assert explorer.inspected_id == sample_id
-    assert f"sentence number {sample_id}" in explorer._sample_html.value
+    assert f"sentence number {sample_id}" in explorer._detail.sample_html.value
     column = list(dyn.ids).index(sample_id)
-    assert np.allclose(explorer._trajectory.y, dyn.gold_prob[:, column])
-    assert str(sample_id) in explorer._trajectory_figure.title
+    assert np.allclose(explorer._detail.trajectory.y, dyn.gold_prob[:, column])
+    assert str(sample_id) in explorer._detail.trajectory_figure.title
 
 
 def test_image_samples_are_shown_as_png(record):
@@ -379,9 +380,9 @@ def test_image_samples_are_shown_as_png(record):
     )
     explorer = DataMapExplorer(metrics, data=image_split, backend="svg")
     explorer.inspected_id = metrics.index[0]
-    assert explorer._sample_image.value[:8] == b"\x89PNG\r\n\x1a\n"
-    assert explorer._sample_image.layout.display is None
-    assert "dynamics=" in explorer._trajectory_figure.title
+    assert explorer._detail.sample_image.value[:8] == b"\x89PNG\r\n\x1a\n"
+    assert explorer._detail.sample_image.layout.display is None
+    assert "dynamics=" in explorer._detail.trajectory_figure.title
 
 
 # ------------------------------------------------------------------------ export and scale
@@ -390,20 +391,20 @@ def test_image_samples_are_shown_as_png(record):
 def test_export_buttons(record, tmp_path):
     metrics = record[0]
     explorer = make(record, backend="svg")
-    explorer._export_which.value = "hard"
-    explorer._export_path.value = str(tmp_path / "hard.csv")
-    explorer._on_export_csv(None)
+    explorer._controls.export_which.value = "hard"
+    explorer._controls.export_path.value = str(tmp_path / "hard.csv")
+    explorer._controls.export_csv(None)
     assert pd.read_csv(tmp_path / "hard.csv")["id"].tolist() == explorer.ids_of("hard").tolist()
-    assert "Wrote" in explorer._export_status.value
-    explorer._on_export_subset(None)
+    assert "Wrote" in explorer._controls.export_status.value
+    explorer._controls.export_subset(None)
     subset = explorer.last_subset
     assert subset.ids.tolist() == explorer.ids_of("hard").tolist()
     assert subset.show(0) == f"sentence number {subset.ids[0]}"
     bare = DataMapExplorer(metrics, backend="svg")
     with pytest.raises(ValueError, match="needs the dataset: pass data="):
         bare.export_subset("easy")
-    bare._on_export_subset(None)
-    assert "needs the dataset" in bare._export_status.value
+    bare._controls.export_subset(None)
+    assert "needs the dataset" in bare._controls.export_status.value
 
 
 def test_svg_draws_a_seeded_sample_but_counts_every_point(record):
@@ -462,7 +463,7 @@ def test_explorer_on_digits_shows_the_image_of_a_clicked_sample():
     explorer = DataMapExplorer(metrics, data=bundle.train, dynamics=result.dynamics)
     assert int(explorer.counts.sum()) == len(bundle.train)
     explorer.inspected_id = metrics.index[0]
-    assert explorer._sample_image.value[:8] == b"\x89PNG\r\n\x1a\n"
+    assert explorer._detail.sample_image.value[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_explorer_on_sentiment_shows_text_and_offers_the_human_score():
@@ -488,4 +489,5 @@ def test_explorer_on_sentiment_shows_text_and_offers_the_human_score():
     sample_id = split.ids[7]
     explorer.inspected_id = sample_id
     text = split.frame.loc[sample_id, "text"]
-    assert text[:30].replace("&", "&amp;").replace("<", "&lt;")[:20] in explorer._sample_html.value
+    escaped = text[:30].replace("&", "&amp;").replace("<", "&lt;")[:20]
+    assert escaped in explorer._detail.sample_html.value

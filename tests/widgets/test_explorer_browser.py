@@ -29,7 +29,7 @@ import pytest
 
 from cartokit import REGIONS, Thresholds, region_counts
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK = REPO / "tests" / "e2e" / "explorer.ipynb"
 CHROMIUM_ARGS = [
     "--no-sandbox",
