@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import cartokit.train
+from cartokit._deprecation import moved
 from cartokit._validation import Interval, check_int, check_param, param_error, positions_of
 from cartokit.models import threads_for
 from cartokit.train import FitResult, evaluate, fit
@@ -49,17 +50,7 @@ if TYPE_CHECKING:
 __all__ = ["budget_epochs", "distill", "distill_on_subsets", "kd_loss"]
 
 
-def __getattr__(name: str) -> Any:
-    if name == "predict_logits":  # moved to cartokit.train; kept for one release
-        import warnings
-
-        warnings.warn(
-            "cartokit.distillation.predict_logits is deprecated; use cartokit.train.predict_logits",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return cartokit.train.predict_logits
-    raise AttributeError(f"module 'cartokit.distillation' has no attribute {name!r}")
+__getattr__ = moved(__name__, {"predict_logits": "cartokit.train.predict_logits"})
 
 
 def kd_loss(

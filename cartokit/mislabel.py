@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from cartokit._deprecation import moved
 from cartokit._validation import (
     Options,
     check_int,
@@ -58,20 +59,18 @@ __all__ = [
 ]
 
 # Moved to cartokit.detection; the old paths are kept for one release.
-_MOVED = ("DetectionBenchmark", "benchmark_detection", "cross_val_probs", "evaluate_detection")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        from cartokit import detection
-
-        warnings.warn(
-            f"cartokit.mislabel.{name} is deprecated; use cartokit.detection.{name}",
-            DeprecationWarning,
-            stacklevel=2,
+__getattr__ = moved(
+    __name__,
+    {
+        name: f"cartokit.detection.{name}"
+        for name in (
+            "DetectionBenchmark",
+            "benchmark_detection",
+            "cross_val_probs",
+            "evaluate_detection",
         )
-        return getattr(detection, name)
-    raise AttributeError(f"module 'cartokit.mislabel' has no attribute {name!r}")
+    },
+)
 
 
 #: Suspicion scores by name: what each ranks by (higher score = more likely mislabeled).

@@ -14,17 +14,17 @@ Two kinds of noise, both seeded:
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cartokit._deprecation import Moved, moved
 from cartokit._validation import check_int, check_labels
 
 if TYPE_CHECKING:
-    from cartokit.data import Split
+    pass
 
-__all__ = ["add_label_noise", "class_dependent_transition", "inject_noise"]
+__all__ = ["class_dependent_transition", "inject_noise"]
 
 
 def _check_transition(transition: Any, num_classes: int | None) -> np.ndarray:
@@ -202,18 +202,12 @@ def inject_noise(
     return noisy
 
 
-def add_label_noise(
-    split: Split,
-    rate: float | None = None,
-    *,
-    transition: Any = None,
-    seed: int | np.random.Generator = 0,
-) -> Split:
-    """Deprecated: use ``inject_noise(split, ...)``, which takes a Split as well as labels."""
-    warnings.warn(
-        "cartokit.add_label_noise is deprecated; use cartokit.inject_noise(split, ...), which "
-        "returns the same noisy Split.",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return inject_noise(split, rate, transition=transition, seed=seed)
+# For one release: inject_noise takes a Split as well as labels, with the same arguments.
+__getattr__ = moved(
+    __name__,
+    {
+        "add_label_noise": Moved(
+            "cartokit.noise.inject_noise", use="cartokit.inject_noise(split, ...)"
+        )
+    },
+)

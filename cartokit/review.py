@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from cartokit._deprecation import moved
 from cartokit._validation import first_few, positions_of
 
 if TYPE_CHECKING:
@@ -777,16 +778,5 @@ class ReviewSession:
 # Names that moved
 
 
-def __getattr__(name: str) -> Any:
-    # A deprecation alias for one release: the widget lives with the other widgets now, and
-    # this module imports no ipywidgets.
-    if name == "ReviewWidget":
-        warnings.warn(
-            "cartokit.review.ReviewWidget is deprecated; use cartokit.widgets.ReviewWidget",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        from cartokit.widgets.review import ReviewWidget
-
-        return ReviewWidget
-    raise AttributeError(f"module 'cartokit.review' has no attribute {name!r}")
+# For one release: the widget moved to cartokit.widgets, and this module imports no ipywidgets.
+__getattr__ = moved(__name__, {"ReviewWidget": "cartokit.widgets.ReviewWidget"})

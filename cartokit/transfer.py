@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from cartokit._deprecation import moved
 from cartokit._validation import ListOf, Options, check_param, positions_of
 from cartokit.regions import REGIONS, Thresholds, map_coordinates, region_codes
 
@@ -49,23 +50,10 @@ __all__ = [
 ]
 
 # Moved to cartokit.models: old name -> new name, kept for one release.
-_MOVED = {"MODEL_KINDS": "MODELS", "model_factory": "model_factory"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        import warnings
-
-        from cartokit import models
-
-        new = _MOVED[name]
-        warnings.warn(
-            f"cartokit.transfer.{name} is deprecated; use cartokit.models.{new}",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return getattr(models, new)
-    raise AttributeError(f"module 'cartokit.transfer' has no attribute {name!r}")
+__getattr__ = moved(
+    __name__,
+    {"MODEL_KINDS": "cartokit.models.MODELS", "model_factory": "cartokit.models.model_factory"},
+)
 
 
 _DEFAULT_COLUMNS = ("confidence", "variability", "correctness", "forgetting", "aum", "el2n")

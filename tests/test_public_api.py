@@ -110,8 +110,43 @@ def test_no_public_name_is_a_submodule_name():
 def test_distill_is_the_function_after_its_module_is_imported():
     import cartokit.distillation
 
-    assert callable(cartokit.distill)
-    assert cartokit.distill is cartokit.distillation.distill
-    from cartokit import distill
+    with pytest.warns(DeprecationWarning, match=r"use cartokit\.distillation\.distill$"):
+        assert cartokit.distill is cartokit.distillation.distill
+    assert callable(cartokit.distillation.distill)
 
-    assert distill is cartokit.distillation.distill
+
+MOVED_OUT_OF_THE_CORE = {
+    "DataMapExplorer": "cartokit.widgets",
+    "ReviewWidget": "cartokit.widgets",
+    "ReviewSession": "cartokit.review",
+    "apply_review": "cartokit.review",
+    "benchmark_detection": "cartokit.detection",
+    "distill": "cartokit.distillation",
+    "map_agreement": "cartokit.transfer",
+}
+
+
+@pytest.mark.parametrize("name", sorted(MOVED_OUT_OF_THE_CORE))
+def test_a_name_that_left_the_core_warns_with_its_new_home_and_resolves(name):
+    import importlib
+
+    home = MOVED_OUT_OF_THE_CORE[name]
+    try:
+        module = importlib.import_module(home)
+    except ImportError as err:  # the widgets extra
+        pytest.skip(f"{home}: {err}")
+    assert name not in cartokit.__all__
+    with pytest.warns(DeprecationWarning, match=rf"^cartokit\.{name} is deprecated; use {home}"):
+        old = getattr(cartokit, name)
+    assert old is getattr(module, name)
+
+
+def test_add_label_noise_left_the_core_for_inject_noise():
+    with pytest.warns(DeprecationWarning, match=r"use cartokit\.noise\.inject_noise$"):
+        assert cartokit.add_label_noise is cartokit.inject_noise
+
+
+def test_an_unknown_name_is_an_attribute_error_without_a_warning(recwarn):
+    with pytest.raises(AttributeError, match=r"module 'cartokit' has no attribute 'nope'"):
+        cartokit.nope  # noqa: B018
+    assert not [w for w in recwarn if issubclass(w.category, DeprecationWarning)]

@@ -28,9 +28,7 @@ Split('digits/train', 1437 samples, 10 classes, kind='image')
 
 from __future__ import annotations
 
-import warnings
-from typing import Any
-
+from cartokit._deprecation import Moved, moved
 from cartokit.data.adapters import PAIR_SEPARATOR, from_arrays, from_dataframe, from_hf, from_torch
 from cartokit.data.datasets import (
     DATASETS,
@@ -77,19 +75,12 @@ __all__ = [
 ]
 
 #: Names that moved out of cartokit.data: the label-noise API lives in cartokit.noise.
-_MOVED = {
-    "add_label_noise": "cartokit.data.add_label_noise is deprecated; use "
-    "cartokit.inject_noise(split, ...) (cartokit.noise.inject_noise), which returns the same "
-    "noisy Split.",
-    "inject_noise": "cartokit.data.inject_noise is deprecated; use cartokit.noise.inject_noise "
-    "(also cartokit.inject_noise).",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        import cartokit.noise
-
-        warnings.warn(_MOVED[name], DeprecationWarning, stacklevel=2)
-        return getattr(cartokit.noise, name)
-    raise AttributeError(f"module 'cartokit.data' has no attribute {name!r}")
+__getattr__ = moved(
+    __name__,
+    {
+        "add_label_noise": Moved(
+            "cartokit.noise.inject_noise", use="cartokit.inject_noise(split, ...)"
+        ),
+        "inject_noise": "cartokit.noise.inject_noise",
+    },
+)
