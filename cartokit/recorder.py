@@ -70,6 +70,199 @@ def _malloc_trim() -> Any:
         return None
 
 
+def _ranks_active(enabled: bool) -> bool:
+    """Whether a recorder combines ranks: ``torch.distributed`` runs more than one process."""
+    import torch.distributed as dist
+
+    return enabled and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _collective_device() -> torch.device:
+    import torch.distributed as dist
+
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+class _EpochBuffers:
+    """One epoch's device buffers, as the ranks combine them: labels (``_UNSEEN`` where not
+    seen), the logits or the per-batch statistics, the row count and the bad-id count."""
+
+    def __init__(
+        self,
+        labels: torch.Tensor,
+        logits: torch.Tensor | None,
+        stats: list[torch.Tensor] | None,
+        rows: int,
+        bad_ids: torch.Tensor | None,
+    ) -> None:
+        self.labels, self.logits, self.stats, self.rows, self.bad_ids = (
+            labels, logits, stats, rows, bad_ids
+        )  # fmt: skip
+
+    def combine_ranks(self) -> None:
+        """Merge every rank's buffers into one, identical on all ranks (collectives).
+
+        The owner of a sample is the lowest rank that saw it (``world``: nobody did); only the
+        owner's row survives the sum, so the padding duplicates of a distributed sampler count
+        once.
+        """
+        import torch.distributed as dist
+
+        world, rank = dist.get_world_size(), dist.get_rank()
+        owner = torch.where(self.labels != _UNSEEN, rank, world)
+        dist.all_reduce(owner, op=dist.ReduceOp.MIN)
+        mine = owner == rank
+        labels = torch.where(mine, self.labels, 0)
+        dist.all_reduce(labels)
+        self.labels = torch.where(owner == world, _UNSEEN, labels)
+        if self.logits is not None:
+            self.logits = torch.where(mine[:, None], self.logits, 0)
+            dist.all_reduce(self.logits)
+        else:
+            self.stats = [torch.where(mine, b, 0) for b in self.stats]  # type: ignore[union-attr]
+            for buf in self.stats:
+                dist.all_reduce(buf)
+        counts = torch.tensor([self.rows], dtype=torch.int64, device=self.labels.device)
+        dist.all_reduce(counts)
+        self.rows = int(counts[0])
+        if self.bad_ids is not None:
+            dist.all_reduce(self.bad_ids)
+
+
+class _HostRecord:
+    """The finished epochs on the host: those consolidated by the last
+    :attr:`DynamicsRecorder.dynamics` as read-only ``[E, N]`` arrays (shared with the
+    TrainingDynamics it returned), then one dict of arrays per epoch finished since."""
+
+    def __init__(self, epochs: list[dict[str, np.ndarray]] | None = None) -> None:
+        self.stacked: dict[str, np.ndarray] = {}
+        self.epochs: list[dict[str, np.ndarray]] = epochs or []
+
+    def __len__(self) -> int:
+        stacked = len(next(iter(self.stacked.values()))) if self.stacked else 0
+        return stacked + len(self.epochs)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.stacked.values()) + sum(
+            a.nbytes for e in self.epochs for a in e.values()
+        )
+
+    def consolidate(self) -> dict[str, np.ndarray]:
+        """Every finished epoch as stacked ``[E, N]`` arrays, without holding the record twice.
+
+        Key by key, each epoch's array is released (and its pages handed back) as soon as it
+        is copied, so taking ``dynamics`` at the end of training costs one epoch's array more
+        than the record, not a second record. The stacked arrays become the record, read-only
+        because the returned dynamics shares them; later epochs go to fresh arrays, so a
+        dynamics already returned never changes.
+        """
+        if not self.epochs:
+            return self.stacked
+        old = len(self) - len(self.epochs)
+        keys = list(self.stacked or self.epochs[0])
+        # Allocated first (address space only: pages are touched by the copies), so that a
+        # failed allocation leaves the record as it was.
+        stacked = {}
+        for key in keys:
+            first = self.epochs[0][key]
+            stacked[key] = np.empty((len(self), *first.shape), dtype=first.dtype)
+        for key in keys:
+            if old:
+                stacked[key][:old] = self.stacked.pop(key)
+            for row, epoch in enumerate(self.epochs, start=old):
+                stacked[key][row] = epoch.pop(key)
+                _return_freed_memory()  # microseconds; keeps the peak to one epoch's array
+            stacked[key].flags.writeable = False
+            self.stacked[key] = stacked[key]
+        self.epochs = []
+        return self.stacked
+
+    def per_epoch(self) -> list[dict[str, np.ndarray]]:
+        """Every finished epoch's record, in order, as one dict per epoch (views, no copies)."""
+        n_stacked = len(self) - len(self.epochs)
+        stacked = [{k: a[e] for k, a in self.stacked.items()} for e in range(n_stacked)]
+        return stacked + self.epochs
+
+
+def _check_shapes(
+    ids: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, num_classes: int
+) -> None:
+    caller = "DynamicsRecorder.update"
+    if logits.ndim != 2 or logits.shape[1] != num_classes:
+        raise ValueError(
+            f"{caller}: logits must have shape (batch, {num_classes}). Got "
+            f"{tuple(logits.shape)}. Pass the classifier's logits (for Hugging Face models, "
+            "outputs.logits), not the loss or a hidden state."
+        )
+    if not logits.dtype.is_floating_point:
+        raise TypeError(f"{caller}: logits must be floating point. Got {logits.dtype}.")
+    batch = logits.shape[0]
+    for name, t in (("ids", ids), ("labels", labels)):
+        if t.ndim != 1 or t.shape[0] != batch:
+            raise ValueError(
+                f"{caller}: {name} must have shape ({batch},) to match logits of shape "
+                f"{tuple(logits.shape)}. Got {tuple(t.shape)}."
+            )
+        if t.dtype not in _INT_DTYPES:
+            raise TypeError(f"{caller}: {name} must be integers. Got {t.dtype}.")
+
+
+def _check_epoch(
+    recorder: DynamicsRecorder,
+    n_epoch: int,
+    labels_np: np.ndarray,
+    seen_np: np.ndarray,
+    finite_np: np.ndarray,
+    known_labels: np.ndarray,
+) -> int:
+    """Refuse an epoch with non-finite logits, labels out of range or labels that changed from
+    ``known_labels`` (-1: not known yet); warn (or, with ``require_complete``, refuse) when
+    samples were not seen. Returns how many were not seen."""
+    if not finite_np.all():
+        bad = recorder.sample_ids[~finite_np]
+        raise ValueError(
+            f"DynamicsRecorder: epoch {n_epoch} has NaN or inf logits for {bad.size} samples,"
+            f" e.g. ids {first_few(bad)}; the epoch was discarded. The model has diverged: "
+            "lower the learning rate or check the inputs."
+        )
+    bad_label = seen_np & ((labels_np < 0) | (labels_np >= recorder.num_classes))
+    if bad_label.any():
+        pos = np.flatnonzero(bad_label)
+        raise ValueError(
+            f"DynamicsRecorder: labels must be in [0, {recorder.num_classes}). Epoch {n_epoch} "
+            f"got {first_few(labels_np[pos])} for ids {first_few(recorder.sample_ids[pos])}; "
+            "the epoch was discarded. Check num_classes, or map ignore-index labels (-100) "
+            "out of the training set."
+        )
+    known = seen_np & (known_labels >= 0)
+    changed = known & (labels_np != known_labels)
+    if changed.any():
+        pos = np.flatnonzero(changed)
+        raise ValueError(
+            f"DynamicsRecorder: the labels of {pos.size} samples changed in epoch {n_epoch},"
+            f" e.g. ids {first_few(recorder.sample_ids[pos])} from "
+            f"{first_few(known_labels[pos])} to {first_few(labels_np[pos])}; the epoch was "
+            "discarded. Ids must map to the same sample every epoch (shuffle the data, not "
+            "the ids)."
+        )
+    n_missing = int(recorder.num_samples - seen_np.sum())
+    if n_missing:
+        missing_ids = recorder.sample_ids[~seen_np]
+        message = (
+            f"DynamicsRecorder: {n_missing} of {recorder.num_samples} samples were not seen in "
+            f"epoch {n_epoch}, e.g. ids {first_few(missing_ids)}. A DataLoader with "
+            "drop_last=True drops the last partial batch; use drop_last=False, or pass "
+            "require_complete=True to make this an error."
+        )
+        if recorder.require_complete:
+            raise ValueError(message + " The epoch was discarded.")
+        warnings.warn(message + " They are recorded as missing.", UserWarning, stacklevel=4)
+    return n_missing
+
+
 class DynamicsRecorder:
     """Record each training sample's gold-label statistics, epoch by epoch.
 
@@ -160,11 +353,8 @@ class DynamicsRecorder:
             not self.store_probs and self.num_samples * self.num_classes * 4 > self.buffer_bytes
         )
 
-        # Host-side record: the epochs consolidated by the last ``dynamics`` as read-only
-        # [E, N] arrays (shared with the TrainingDynamics it returned), then one entry per epoch
-        # finished since.
-        self._stacked: dict[str, np.ndarray] = {}
-        self._epochs: list[dict[str, np.ndarray]] = []
+        # Host-side record of the finished epochs.
+        self._record = _HostRecord()
         self._labels = np.full(self.num_samples, -1, dtype=np.int64)
         self.duplicates: list[int] = []
         self.missing: list[int] = []
@@ -228,7 +418,7 @@ class DynamicsRecorder:
             logits = _as_tensor(logits, "logits")
         if not isinstance(labels, tensor):
             labels = _as_tensor(labels, "labels")
-        self._check_shapes(ids, logits, labels)
+        _check_shapes(ids, logits, labels, self.num_classes)
         if self._device is None or (self._rows == 0 and logits.device != self._device):
             self._allocate(logits)  # first batch, or the model moved between epochs
         elif self._resumed and logits.device != self._device:
@@ -285,26 +475,6 @@ class DynamicsRecorder:
             "ids; give those as sample_ids=."
         ) from None
 
-    def _check_shapes(self, ids: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
-        caller = "DynamicsRecorder.update"
-        if logits.ndim != 2 or logits.shape[1] != self.num_classes:
-            raise ValueError(
-                f"{caller}: logits must have shape (batch, {self.num_classes}). Got "
-                f"{tuple(logits.shape)}. Pass the classifier's logits (for Hugging Face models, "
-                "outputs.logits), not the loss or a hidden state."
-            )
-        if not logits.dtype.is_floating_point:
-            raise TypeError(f"{caller}: logits must be floating point. Got {logits.dtype}.")
-        batch = logits.shape[0]
-        for name, t in (("ids", ids), ("labels", labels)):
-            if t.ndim != 1 or t.shape[0] != batch:
-                raise ValueError(
-                    f"{caller}: {name} must have shape ({batch},) to match logits of shape "
-                    f"{tuple(logits.shape)}. Got {tuple(t.shape)}."
-                )
-            if t.dtype not in _INT_DTYPES:
-                raise TypeError(f"{caller}: {name} must be integers. Got {t.dtype}.")
-
     # ------------------------------------------------------------------ epochs
     def end_epoch(self) -> None:
         """Close the current epoch (or sub-epoch checkpoint): reduce it and move it to the host.
@@ -325,11 +495,11 @@ class DynamicsRecorder:
             When some samples were not seen in the epoch (recorded as missing).
         """
         rows = self._rows
-        if self._distributed_active():
+        if _ranks_active(self.distributed):
             # Collective: a rank that saw no batch this epoch (unevenly sharded data) still
             # takes part; only when no rank saw any does every rank raise.
             if self._label_buf is None:
-                self._allocate(torch.empty((0, self.num_classes), device=self._collective_device()))
+                self._allocate(torch.empty((0, self.num_classes), device=_collective_device()))
             total = torch.tensor([rows], dtype=torch.int64, device=self._device)
             torch.distributed.all_reduce(total)
             rows = int(total[0])
@@ -342,59 +512,19 @@ class DynamicsRecorder:
             record = self._reduce_epoch()
         finally:
             self._reset_epoch()
-        self._epochs.append(record)
-
-    def _distributed_active(self) -> bool:
-        import torch.distributed as dist
-
-        return (
-            self.distributed
-            and dist.is_available()
-            and dist.is_initialized()
-            and dist.get_world_size() > 1
-        )
-
-    @staticmethod
-    def _collective_device() -> torch.device:
-        import torch.distributed as dist
-
-        if dist.get_backend() == "nccl":
-            return torch.device("cuda", torch.cuda.current_device())
-        return torch.device("cpu")
-
-    def _combine_ranks(self) -> None:
-        """Merge every rank's epoch buffers into one, identical on all ranks (collectives)."""
-        import torch.distributed as dist
-
-        if not self._distributed_active():
-            return
-        world, rank = dist.get_world_size(), dist.get_rank()
-        label_buf = self._label_buf
-        seen = label_buf != _UNSEEN
-        # The owner of a sample is the lowest rank that saw it (``world``: nobody did); only the
-        # owner's row survives the sum, so padding duplicates count once.
-        owner = torch.where(seen, rank, world)
-        dist.all_reduce(owner, op=dist.ReduceOp.MIN)
-        mine = owner == rank
-        labels = torch.where(mine, label_buf, 0)
-        dist.all_reduce(labels)
-        self._label_buf = torch.where(owner == world, _UNSEEN, labels)
-        if self._logits_buf is not None:
-            self._logits_buf = torch.where(mine[:, None], self._logits_buf, 0)
-            dist.all_reduce(self._logits_buf)
-        else:
-            self._stat_bufs = [torch.where(mine, b, 0) for b in self._stat_bufs]  # type: ignore[union-attr]
-            for buf in self._stat_bufs:
-                dist.all_reduce(buf)
-        counts = torch.tensor([self._rows], dtype=torch.int64, device=label_buf.device)
-        dist.all_reduce(counts)
-        self._rows = int(counts[0])
-        if self._bad_ids is not None:
-            dist.all_reduce(self._bad_ids)
+        self._record.epochs.append(record)
 
     def _reduce_epoch(self) -> dict[str, np.ndarray]:
         n_epoch = self.num_epochs
-        self._combine_ranks()
+        if _ranks_active(self.distributed):
+            buffers = _EpochBuffers(
+                self._label_buf, self._logits_buf, self._stat_bufs, self._rows, self._bad_ids
+            )
+            buffers.combine_ranks()
+            self._label_buf, self._logits_buf, self._stat_bufs = (
+                buffers.labels, buffers.logits, buffers.stats
+            )  # fmt: skip
+            self._rows, self._bad_ids = buffers.rows, buffers.bad_ids
         if self._bad_ids is not None and int(self._bad_ids) > 0:
             raise ValueError(
                 f"DynamicsRecorder: epoch {n_epoch} received {int(self._bad_ids)} ids outside "
@@ -425,46 +555,7 @@ class DynamicsRecorder:
                 record[key][:] = buf.cpu().numpy()
             finite_np = np.isfinite(record["gold_prob"])
         finite_np |= ~seen_np
-        if not finite_np.all():
-            bad = self.sample_ids[~finite_np]
-            raise ValueError(
-                f"DynamicsRecorder: epoch {n_epoch} has NaN or inf logits for {bad.size} samples,"
-                f" e.g. ids {first_few(bad)}; the epoch was discarded. The model has diverged: "
-                "lower the learning rate or check the inputs."
-            )
-        bad_label = seen_np & ((labels_np < 0) | (labels_np >= self.num_classes))
-        if bad_label.any():
-            pos = np.flatnonzero(bad_label)
-            raise ValueError(
-                f"DynamicsRecorder: labels must be in [0, {self.num_classes}). Epoch {n_epoch} "
-                f"got {first_few(labels_np[pos])} for ids {first_few(self.sample_ids[pos])}; "
-                "the epoch was discarded. Check num_classes, or map ignore-index labels (-100) "
-                "out of the training set."
-            )
-        known = seen_np & (self._labels >= 0)
-        changed = known & (labels_np != self._labels)
-        if changed.any():
-            pos = np.flatnonzero(changed)
-            raise ValueError(
-                f"DynamicsRecorder: the labels of {pos.size} samples changed in epoch {n_epoch},"
-                f" e.g. ids {first_few(self.sample_ids[pos])} from "
-                f"{first_few(self._labels[pos])} to {first_few(labels_np[pos])}; the epoch was "
-                "discarded. Ids must map to the same sample every epoch (shuffle the data, not "
-                "the ids)."
-            )
-        n_missing = int(self.num_samples - seen_np.sum())
-        if n_missing:
-            missing_ids = self.sample_ids[~seen_np]
-            message = (
-                f"DynamicsRecorder: {n_missing} of {self.num_samples} samples were not seen in "
-                f"epoch {n_epoch}, e.g. ids {first_few(missing_ids)}. A DataLoader with "
-                "drop_last=True drops the last partial batch; use drop_last=False, or pass "
-                "require_complete=True to make this an error."
-            )
-            if self.require_complete:
-                raise ValueError(message + " The epoch was discarded.")
-            warnings.warn(message + " They are recorded as missing.", UserWarning, stacklevel=3)
-
+        n_missing = _check_epoch(self, n_epoch, labels_np, seen_np, finite_np, self._labels)
         new = seen_np & (self._labels < 0)
         self._labels[new] = labels_np[new]
         self.duplicates.append(self._rows - int(seen_np.sum()))
@@ -489,39 +580,7 @@ class DynamicsRecorder:
     @property
     def num_epochs(self) -> int:
         """Number of finished epochs (checkpoints)."""
-        return self._num_stacked() + len(self._epochs)
-
-    def _num_stacked(self) -> int:
-        return len(next(iter(self._stacked.values()))) if self._stacked else 0
-
-    def _consolidate(self) -> None:
-        """Move the epochs finished since the last call into new stacked ``[E, N]`` arrays.
-
-        Key by key, each epoch's array is released (and its pages handed back) as soon as it
-        is copied, so the record is never held twice: taking ``dynamics`` at the end of
-        training costs one epoch's array more than the record, not a second record. The stacked
-        arrays become the recorder's record, read-only because the returned dynamics shares
-        them; later epochs go to fresh arrays, so a dynamics already returned never changes.
-        """
-        if not self._epochs:
-            return
-        old, new = self._num_stacked(), len(self._epochs)
-        keys = list(self._stacked or self._epochs[0])
-        # Allocated first (address space only: pages are touched by the copies), so that a
-        # failed allocation leaves the record as it was.
-        stacked = {}
-        for key in keys:
-            first = self._epochs[0][key]
-            stacked[key] = np.empty((old + new, *first.shape), dtype=first.dtype)
-        for key in keys:
-            if old:
-                stacked[key][:old] = self._stacked.pop(key)
-            for row, epoch in enumerate(self._epochs, start=old):
-                stacked[key][row] = epoch.pop(key)
-                _return_freed_memory()  # microseconds; keeps the peak to one epoch's array
-            stacked[key].flags.writeable = False
-            self._stacked[key] = stacked[key]
-        self._epochs = []
+        return len(self._record)
 
     @property
     def dynamics(self) -> TrainingDynamics:
@@ -536,8 +595,7 @@ class DynamicsRecorder:
                 "DynamicsRecorder.dynamics: no epoch has been finished yet; call end_epoch() "
                 "after each epoch."
             )
-        self._consolidate()
-        stacked = self._stacked
+        stacked = self._record.consolidate()
         labels = self._labels.copy()
         never = labels < 0
         if never.any():
@@ -554,15 +612,9 @@ class DynamicsRecorder:
 
     def memory_bytes(self) -> int:
         """Bytes held by the recorder: the host record plus the device epoch buffers."""
-        host = sum(a.nbytes for a in self._stacked.values()) + self._labels.nbytes
-        host += sum(a.nbytes for e in self._epochs for a in e.values())
+        host = self._record.nbytes + self._labels.nbytes
         bufs = [self._logits_buf, self._label_buf, *(self._stat_bufs or [])]
         return host + sum(b.numel() * b.element_size() for b in bufs if b is not None)
-
-    def _records(self) -> list[dict[str, np.ndarray]]:
-        """Every finished epoch's record, in order, as one dict per epoch (views, no copies)."""
-        stacked = [{k: a[e] for k, a in self._stacked.items()} for e in range(self._num_stacked())]
-        return stacked + self._epochs
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -580,7 +632,8 @@ class DynamicsRecorder:
             "duplicates": list(self.duplicates),
             "missing": list(self.missing),
             "epochs": [
-                {k: torch.from_numpy(v.copy()) for k, v in e.items()} for e in self._records()
+                {k: torch.from_numpy(v.copy()) for k, v in e.items()}
+                for e in self._record.per_epoch()
             ],
             "partial": None,
         }
@@ -610,8 +663,9 @@ class DynamicsRecorder:
                 f"DynamicsRecorder.load_state_dict: state version {state['version']} is newer "
                 "than this cartokit understands; upgrade cartokit."
             )
-        self._stacked = {}
-        self._epochs = [{k: v.numpy().copy() for k, v in e.items()} for e in state["epochs"]]
+        self._record = _HostRecord(
+            [{k: v.numpy().copy() for k, v in e.items()} for e in state["epochs"]]
+        )
         self._labels = state["labels"].numpy().copy()
         self.duplicates = list(state["duplicates"])
         self.missing = list(state["missing"])
