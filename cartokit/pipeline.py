@@ -2,17 +2,17 @@
 
 Every public name of the old ``cartokit.pipeline`` still resolves here for one release, with a
 :class:`DeprecationWarning` that names its new path, e.g. ``cartokit.pipeline.load_run`` warns
-"cartokit.pipeline is deprecated; use cartokit.study.load_run". Two functions changed shape and
-are forwarded through a thin adapter: ``build_model`` (now the registry's
+"cartokit.pipeline.load_run is deprecated; use cartokit.study.load_run". Two functions changed
+shape and are forwarded through a thin adapter: ``build_model`` (now the registry's
 :func:`cartokit.models.build_model` of :func:`cartokit.study.model_kind`) and ``read_metrics``
 (now :func:`cartokit.io.read_metrics_table`).
 """
 
 from __future__ import annotations
 
-import importlib
-import warnings
 from typing import Any
+
+from cartokit._deprecation import Moved, moved
 
 __all__: list[str] = []
 
@@ -26,19 +26,6 @@ _STUDY = (
     "rotate_images run_grid run_study save_results save_run save_subsets show_examples "
     "small_model_threads subsets_summary top_ids validate_params write_report"
 ).split()
-
-#: Old name -> (module, new name).
-_MOVED: dict[str, tuple[str, str]] = {
-    **{name: ("cartokit.study", name) for name in _STUDY},
-    "MODELS": ("cartokit.study", "STUDY_MODELS"),
-    "MODES": ("cartokit.train", "MODES"),
-    "PRESETS_DIR": ("cartokit.study.params", "PRESETS_DIR"),
-    "plot_fraction_curve": ("cartokit.plot.study", "plot_fraction_curve"),
-    "plot_human_scores": ("cartokit.plot.study", "plot_human_scores"),
-    "plot_results": ("cartokit.plot.study", "plot_results"),
-    "build_model": ("cartokit.models", "build_model"),
-    "read_metrics": ("cartokit.io", "read_metrics_table"),
-}
 
 
 def _build_model(model: str, split: Any, *, seed: int = 0, freeze_encoder: bool = True) -> Any:
@@ -54,19 +41,25 @@ def _read_metrics(path: Any) -> Any:
     return read_metrics_table(path, caller="read_metrics")
 
 
-_ADAPTED = {"build_model": _build_model, "read_metrics": _read_metrics}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _MOVED:
-        raise AttributeError(f"module 'cartokit.pipeline' has no attribute {name!r}")
-    module, new = _MOVED[name]
-    how = (
-        "cartokit.models.build_model(cartokit.study.model_kind(model, split), split)"
-        if name == "build_model"
-        else f"{module}.{new}"
-    )
-    warnings.warn(f"cartokit.pipeline is deprecated; use {how}", DeprecationWarning, stacklevel=2)
-    if name in _ADAPTED:
-        return _ADAPTED[name]
-    return getattr(importlib.import_module(module), new)
+__getattr__ = moved(
+    __name__,
+    {
+        **{name: f"cartokit.study.{name}" for name in _STUDY},
+        "MODELS": "cartokit.study.STUDY_MODELS",
+        "MODES": "cartokit.train.MODES",
+        "PRESETS_DIR": "cartokit.study.params.PRESETS_DIR",
+        "plot_fraction_curve": "cartokit.plot.study.plot_fraction_curve",
+        "plot_human_scores": "cartokit.plot.study.plot_human_scores",
+        "plot_results": "cartokit.plot.study.plot_results",
+        "build_model": Moved(
+            "cartokit.models.build_model",
+            use="cartokit.models.build_model(cartokit.study.model_kind(model, split), split)",
+            adapter=_build_model,
+        ),
+        "read_metrics": Moved(
+            "cartokit.io.read_metrics_table",
+            use="cartokit.io.read_metrics_table",
+            adapter=_read_metrics,
+        ),
+    },
+)

@@ -47,10 +47,10 @@ def test_every_old_name_warns_with_its_new_path_and_forwards(name):
     with pytest.warns(DeprecationWarning) as caught:
         value = getattr(pipeline, name)
     (warning,) = caught
-    assert str(warning.message).startswith("cartokit.pipeline is deprecated; use cartokit.")
+    assert str(warning.message).startswith(f"cartokit.pipeline.{name} is deprecated; use cartokit.")
     assert warning.filename == __file__  # points at the caller's line
     if name not in ADAPTED:
-        assert str(warning.message) == f"cartokit.pipeline is deprecated; use {new}"
+        assert str(warning.message) == f"cartokit.pipeline.{name} is deprecated; use {new}"
         assert value is resolve(new)
 
 
