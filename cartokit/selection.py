@@ -43,6 +43,7 @@ from cartokit._validation import (
     positions_of,
     show,
 )
+from cartokit.data.split import Split
 from cartokit.regions import REGIONS, Thresholds, map_coordinates, region_codes
 
 __all__ = [
@@ -742,19 +743,21 @@ def subset(data: Any, ids: Sequence[Any] | np.ndarray, *, order: Any = None) -> 
 
     Parameters
     ----------
-    data : numpy.ndarray, pandas object, torch Dataset or Tensor, datasets.Dataset, list or tuple
+    data : Split, numpy array, pandas object, torch Dataset or Tensor, datasets.Dataset, list, tuple
         The training data, one row (item) per sample.
     ids : array-like
         Selected sample ids, e.g. from :func:`select`.
     order : array-like or None, default=None
         The sample id of each row of ``data``, e.g. ``metrics.index`` when the metrics table
         lists samples in data order. ``None`` means the ids are row positions
-        (``range(len(data))``).
+        (``range(len(data))``), except for a :class:`~cartokit.data.Split`, which knows its
+        own ids (``split.ids``).
 
     Returns
     -------
     object
-        Of the same kind as ``data``: ``data[positions]`` for a numpy array or torch Tensor,
+        Of the same kind as ``data``: ``data.subset(positions)`` for a Split,
+        ``data[positions]`` for a numpy array or torch Tensor,
         ``data.iloc[positions]`` for pandas, ``torch.utils.data.Subset`` for a torch
         ``Dataset``, ``data.select(positions)`` for a Hugging Face ``datasets.Dataset`` (any
         object with ``select`` and ``column_names``), a list for a list, a tuple for a tuple.
@@ -774,12 +777,19 @@ def subset(data: Any, ids: Sequence[Any] | np.ndarray, *, order: Any = None) -> 
     [13, 11]
     >>> subset(["x", "y", "z"], ["c", "a"], order=["a", "b", "c"])
     ['z', 'x']
+    >>> from cartokit.data import from_arrays
+    >>> split = from_arrays(np.eye(3), [0, 1, 0], ids=["a", "b", "c"])
+    >>> subset(split, ["c", "a"]).ids.tolist()
+    ['c', 'a']
     """
     caller = "subset"
     ids_array = _as_ids(ids, caller=caller)
     torch = sys.modules.get("torch")  # data can only be a torch object if torch is imported
     kind = None
-    if isinstance(data, (pd.DataFrame, pd.Series)):
+    if isinstance(data, Split):
+        kind = "split"
+        order = data.ids if order is None else order
+    elif isinstance(data, (pd.DataFrame, pd.Series)):
         kind = "pandas"
     elif isinstance(data, np.ndarray):
         kind = "numpy"
@@ -798,13 +808,16 @@ def subset(data: Any, ids: Sequence[Any] | np.ndarray, *, order: Any = None) -> 
         kind = "sequence"
     else:
         raise TypeError(
-            f"The 'data' parameter of {caller} must be a numpy array, pandas DataFrame or "
-            "Series, torch Dataset or Tensor, Hugging Face datasets.Dataset, list or tuple. "
+            f"The 'data' parameter of {caller} must be a cartokit Split, numpy array, pandas "
+            "DataFrame or Series, torch Dataset or Tensor, Hugging Face datasets.Dataset, list or "
+            "tuple. "
             f"Got {type(data).__name__} instead."
         )
     if kind == "torch" and not hasattr(data, "__len__"):
         raise TypeError(f"{caller} needs a torch Dataset with __len__ to check the ids.")
     positions = _row_positions(len(data), ids_array, order, caller=caller)
+    if kind == "split":
+        return data.subset(positions)
     if kind == "pandas":
         return data.iloc[positions]
     if kind == "numpy":

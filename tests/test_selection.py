@@ -725,7 +725,9 @@ def test_subset_errors():
         subset(data, ["a", "z"], order=list("abcde"))
     with pytest.raises(ValueError, match="data has 5 rows, but order has 3 ids"):
         subset(data, ["a"], order=list("abc"))
-    with pytest.raises(TypeError, match="must be a numpy array, pandas DataFrame .* Got dict"):
+    with pytest.raises(
+        TypeError, match="must be a cartokit Split, numpy array, pandas DataFrame .* Got dict"
+    ):
         subset({"a": 1}, [0])
     with pytest.raises(TypeError, match="cannot index a torch IterableDataset"):
         subset(Stream(), [0])
@@ -754,3 +756,16 @@ def test_ids_of_another_kind_than_order_say_so():
         subset(np.arange(3), [0, 1], order=["0", "1", "2"])
     with pytest.raises(ValueError, match=r"^subset needs unique sample ids, but the index repeats"):
         subset(np.arange(3), ["a"], order=["a", "a", "b"])
+
+
+def test_subset_of_a_split_finds_rows_by_the_split_ids() -> None:
+    from cartokit.data import load_digits
+
+    train = load_digits().train  # keeps the original digit ids, not row positions
+    ids = train.ids[[5, 0, 3]]
+    cut = subset(train, ids)
+    assert cut.ids.tolist() == ids.tolist()
+    np.testing.assert_array_equal(cut.labels, train.labels[[5, 0, 3]])
+    missing = np.setdiff1d(np.arange(train.ids.max() + 2), train.ids)[:1]
+    with pytest.raises(ValueError, match=r"subset: 1 of the 1 ids are not in"):
+        subset(train, missing)
