@@ -266,6 +266,17 @@ def _decisions_table(decisions: Any, *, caller: str) -> pd.DataFrame:
     if isinstance(decisions, ReviewSession):
         return decisions.decisions
     if isinstance(decisions, (str, os.PathLike)):
+        path = Path(decisions)
+        if not path.exists() or (path.is_file() and path.stat().st_size == 0):
+            # A session writes its log at the first decision; before it, there is none to apply.
+            warnings.warn(
+                f"{caller}: no decisions to apply: the review log {path} "
+                f"{'is empty' if path.exists() else 'does not exist yet'} (a review writes it at "
+                "its first decision); the data is returned unchanged.",
+                UserWarning,
+                stacklevel=3,
+            )
+            return pd.DataFrame(columns=list(LOG_COLUMNS))
         return read_decisions(decisions)
     if isinstance(decisions, pd.DataFrame):
         missing = [c for c in ("id", "decision") if c not in decisions.columns]
@@ -329,7 +340,9 @@ def apply_review(
         (train first).
     decisions : path, pandas.DataFrame or ReviewSession
         A review log (:func:`read_decisions`), a table with ``id``, ``decision`` and
-        ``new_label`` columns, or a session. The last decision per id counts.
+        ``new_label`` columns, or a session. The last decision per id counts. A log that
+        does not exist yet (a session writes it at its first decision) or is empty holds no
+        decisions: the data comes back unchanged, with a warning.
     allow_test : bool, default False
         Apply decisions about test (held-out) samples. Without it they raise: see the module
         notes on cleaning test data.
@@ -423,6 +436,9 @@ class ReviewItem:
     suggested_trajectory: np.ndarray | None  # the suggested class's probability per checkpoint
     decision: str | None  # the latest decision about it, if any
     new_label: int | None
+    #: What ``support`` is, in words with its value, e.g. "mean probability 0.60 over 20
+    #: checkpoints"; None without a suggestion.
+    support_text: str | None = None
 
 
 class ReviewSession:
@@ -534,12 +550,16 @@ class ReviewSession:
         self._rank = {_key(i): r for r, i in enumerate(self.ids)}
         self._where = {_key(i): where[_key(i)] for i in ids}
         self._dyn_pos = None
+        # What a suggestion's support is: suggest_labels gives the mean probability when
+        # probabilities were recorded, else the share of checkpoints predicting the class.
+        self._support_kind = "given"
         if dynamics is not None:
             found = pd.Index([_key(i) for i in dynamics.ids]).get_indexer([_key(i) for i in ids])
             self._dyn_pos = found
             if suggestions is None and (found >= 0).any():
                 inside = [dynamics.ids[p] for p in found if p >= 0]
                 suggestions = suggest_labels(dynamics, ids=inside)
+                self._support_kind = "probability" if dynamics.probs is not None else "votes"
         self._suggestions: dict[str, tuple[int, float]] = {}
         if suggestions is not None:
             for sample_id, row in suggestions.iterrows():
@@ -627,6 +647,16 @@ class ReviewSession:
                 )
         previous = self._decided.get(key, {})
         new_label = previous.get("new_label")
+        support_text = None
+        if suggested is not None and support is not None and not np.isnan(support):
+            if self._support_kind == "probability":
+                support_text = (
+                    f"mean probability {support:.2f} over {self.dynamics.num_epochs} checkpoints"
+                )
+            elif self._support_kind == "votes":
+                support_text = f"predicted at {support:.0%} of checkpoints"
+            else:
+                support_text = f"support {support:.2f}"
         return ReviewItem(
             id=self.ids[rank],
             rank=rank + 1,
@@ -643,6 +673,7 @@ class ReviewSession:
             suggested_trajectory=suggested_trajectory,
             decision=previous.get("decision"),
             new_label=None if new_label is None or pd.isna(new_label) else int(new_label),
+            support_text=support_text,
         )
 
     # ------------------------------------------------------------------ decisions

@@ -116,6 +116,50 @@ def test_done_and_accept_suggestions(train, scores, tmp_path):
         session.item()
 
 
+def test_the_suggestion_says_what_its_support_is(train, scores, tmp_path):
+    from cartokit import TrainingDynamics
+    from cartokit.mislabel import suggest_labels
+
+    dyn = make_dynamics(train)
+    session = ReviewSession(scores, tmp_path / "log.csv", data=train, dynamics=dyn, limit=2)
+    item = session.item()
+    mean = float(dyn.probs[:, list(dyn.ids).index(item.id), item.suggested].mean())
+    assert item.support == pytest.approx(mean)  # the suggested class's mean probability
+    assert item.support_text == f"mean probability {mean:.2f} over 5 checkpoints"
+    # Without recorded probabilities, the support is the share of checkpoints predicting it.
+    votes = TrainingDynamics(
+        ids=dyn.ids, labels=dyn.labels, gold_prob=dyn.gold_prob, margin=dyn.margin,
+        sq_error=dyn.sq_error, pred=dyn.pred, num_classes=3, class_names=dyn.class_names,
+    )  # fmt: skip
+    item = ReviewSession(scores, tmp_path / "v.csv", data=train, dynamics=votes).item()
+    share = float((dyn.pred[:, list(dyn.ids).index(item.id)] == item.suggested).mean())
+    assert item.support == pytest.approx(share)
+    assert item.support_text == f"predicted at {share:.0%} of checkpoints"
+    given = suggest_labels(dyn)
+    item = ReviewSession(scores, tmp_path / "g.csv", data=train, suggestions=given).item()
+    assert item.support_text == f"support {item.support:.2f}"  # someone else's table: its name
+    assert ReviewSession(scores, tmp_path / "n.csv", data=train).item().support_text is None
+
+
+def test_apply_review_before_any_decision_returns_the_data_with_a_warning(train, scores, tmp_path):
+    log = tmp_path / "review.csv"
+    ReviewSession(scores, log, data=train)  # as explorer.review(...) opens it: no log yet
+    with pytest.warns(UserWarning, match=r"^apply_review: no decisions to apply: the review log "
+                      r".*review.csv does not exist yet \(a review writes it at its first "
+                      r"decision\); the data is returned unchanged\.$"):  # fmt: skip
+        cleaned = apply_review(train, log)
+    assert cleaned.ids.tolist() == train.ids.tolist()
+    assert cleaned.labels.tolist() == train.labels.tolist()
+    bundle = DataBundle("toy", train=train, test=make_split("toy/test", offset=500))
+    log.write_text("")
+    with pytest.warns(UserWarning, match="the review log .* is empty"):
+        same = apply_review(bundle, log)
+    assert len(same.train) == len(train) and len(same.test) == 12
+    assert not log.read_text()  # read, never written
+    with pytest.raises(FileNotFoundError, match="No review log"):
+        read_decisions(tmp_path / "missing.csv")  # the reader still says it is missing
+
+
 def test_decision_errors(train, scores, tmp_path):
     session = ReviewSession(scores, tmp_path / "log.csv", data=train)
     with pytest.raises(ValueError, match=r"The 'decision' parameter of ReviewSession.decide must"):

@@ -32,6 +32,9 @@ from cartokit._files import atomic_write
 
 __all__ = [
     "BAR_COLOR",
+    "LINE_COLORS",
+    "LINE_STYLES",
+    "UNIT_RANGE_COLUMNS",
     "NotebookFigure",
     "PNG_DPI",
     "SAVE_FORMATS",
@@ -46,6 +49,9 @@ __all__ = [
     "REGION_COLORS",
     "REGION_LABELS",
     "category_colors",
+    "line_style",
+    "png_size",
+    "value_range",
 ]
 
 REGION_COLORS: Mapping[str, str] = MappingProxyType(
@@ -80,6 +86,55 @@ linearly between these stops; within 0.022 of viridis itself on every RGB channe
 
 BAR_COLOR = "#5E7FA8"
 """Histograms and other bars that stand for no category."""
+
+LINE_COLORS: tuple[str, ...] = (
+    "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#000000", "#E69F00", "#332288", "#882255",
+    "#999933", "#44AA99",
+)  # fmt: skip
+"""Colours of lines that must be told apart on white (one curve per method): Okabe-Ito and
+Tol's muted scheme without their pale members (sky blue, yellow, cyan, sand), whose thin lines
+vanish on a white page."""
+
+LINE_STYLES: tuple[Any, ...] = ("-", (0, (5, 2)), (0, (1, 1.5)), (0, (6, 2, 1, 2)))
+"""Dash patterns that, with :data:`LINE_COLORS`, give each of many lines its own look."""
+
+UNIT_RANGE_COLUMNS = frozenset({"confidence", "correctness", "min_prob", "max_prob"})
+"""Columns known to lie in [0, 1]: their axes and colour scales span all of it, in the static
+map and the explorer alike, so that maps of different runs (and of a filtered table) compare."""
+
+
+def value_range(column: str, finite: np.ndarray) -> tuple[float, float]:
+    """The span of an axis or colour scale of a numeric column, from its finite values.
+
+    [0, 1] (or wider) for :data:`UNIT_RANGE_COLUMNS`, from 0 for ``variability``, else the
+    values' own range; one unit wide around a single value.
+
+    >>> value_range("correctness", np.array([0.5, 1.0]))
+    (0.0, 1.0)
+    >>> value_range("aum", np.array([2.0, 2.0]))
+    (1.5, 2.5)
+    """
+    if finite.size == 0:
+        return (0.0, 1.0)
+    lo, hi = float(finite.min()), float(finite.max())
+    if column in UNIT_RANGE_COLUMNS:
+        lo, hi = min(lo, 0.0), max(hi, 1.0)
+    elif column == "variability":
+        lo = min(lo, 0.0)
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    return lo, hi
+
+
+def line_style(i: int) -> tuple[str, Any]:
+    """Colour and dash pattern of the ``i``-th of several lines: every colour of
+    :data:`LINE_COLORS` solid, then again with the next dash pattern.
+
+    >>> line_style(0), line_style(10)
+    (('#0072B2', '-'), ('#0072B2', (0, (5, 2))))
+    """
+    k = len(LINE_COLORS)
+    return LINE_COLORS[i % k], LINE_STYLES[(i // k) % len(LINE_STYLES)]
 
 
 def category_colors(k: int) -> list[str]:
@@ -164,6 +219,17 @@ def figure_png(fig: Figure, **options: Any) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", **options)
     return buffer.getvalue()
+
+
+def png_size(png: bytes) -> tuple[int, int]:
+    """Width and height in pixels of PNG bytes (from the header: no decoding).
+
+    >>> png_size(image_png(np.eye(4), size=8))
+    (8, 8)
+    """
+    if png[:8] != b"\x89PNG\r\n\x1a\n" or png[12:16] != b"IHDR":
+        raise ValueError("png_size: not PNG bytes (no PNG signature and IHDR header).")
+    return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
 
 
 def image_png(image: np.ndarray, *, size: int = 144) -> bytes:

@@ -43,19 +43,18 @@ from cartokit.plot._style import (
     MISSING_COLOR,
     REGION_COLORS,
     REGION_LABELS,
+    UNIT_RANGE_COLUMNS,
     NotebookFigure,
     category_colors,
     check_figure_path,
     root_figure,
     save_figure,
+    value_range,
 )
 from cartokit.regions import REGIONS, Thresholds, assign_regions
 
 __all__ = ["plot_data_map", "plot_data_map_by_class"]
 
-# Columns whose values are known to lie in [0, 1]: their axes and colour scales span all of it,
-# so maps of different runs are comparable.
-_UNIT_RANGE = {"confidence", "correctness", "min_prob", "max_prob"}
 _NAME_COLUMNS = {"label": "label_name", "predicted_label": "predicted_name"}
 # Class-index columns are categories even though they hold ints.
 _CATEGORICAL_INT_COLUMNS = {"label", "predicted_label"}
@@ -272,21 +271,8 @@ def _resolve_hue(
         cmap_ = base.resampled(len(levels))
         norm: mcolors.Normalize = mcolors.BoundaryNorm(bounds, len(levels))
         return _Hue(hue, "numeric", values, cmap=cmap_, norm=norm, levels=levels)
-    lo, hi = _value_range(hue, finite)
+    lo, hi = value_range(hue, finite)
     return _Hue(hue, "numeric", values, cmap=base, norm=mcolors.Normalize(lo, hi))
-
-
-def _value_range(column: str, finite: np.ndarray) -> tuple[float, float]:
-    if finite.size == 0:
-        return (0.0, 1.0)
-    lo, hi = float(finite.min()), float(finite.max())
-    if column in _UNIT_RANGE:
-        lo, hi = min(lo, 0.0), max(hi, 1.0)
-    elif column == "variability":
-        lo = min(lo, 0.0)
-    if hi <= lo:
-        lo, hi = lo - 0.5, hi + 0.5
-    return lo, hi
 
 
 # --------------------------------------------------------------------------------------------
@@ -416,9 +402,9 @@ def _region_shares(metrics: pd.DataFrame, thresholds: Thresholds) -> dict[str, f
 def _set_limits(ax: Axes, x: str, y: str, xv: np.ndarray, yv: np.ndarray, thresholds: Thresholds):
     if _is_region_map(x, y):
         ax.set_xlim(0.0, _region_xmax(xv, thresholds))
-    elif x in _UNIT_RANGE:
+    elif x in UNIT_RANGE_COLUMNS:
         ax.set_xlim(-0.02, 1.02)
-    if y in _UNIT_RANGE:
+    if y in UNIT_RANGE_COLUMNS:
         ax.set_ylim(-0.02, 1.02)
 
 
@@ -430,7 +416,7 @@ def _note(shown: int, total: int, unplottable: int, x: str, y: str) -> str:
 
 
 def _histogram(ax: Axes, values: np.ndarray, column: str) -> None:
-    lo, hi = _value_range(column, values)
+    lo, hi = value_range(column, values)
     counts, edges = np.histogram(values, bins=30, range=(lo, hi))
     ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color=BAR_COLOR, lw=0)
     ax.set_xlabel(column)

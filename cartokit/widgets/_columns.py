@@ -359,11 +359,43 @@ def _source_positions(source: Any, index: pd.Index, what: str, caller: str) -> n
             f"TrainingDynamics). Got {type(source).__name__} instead."
         )
     return positions_of(
-        ids,
-        index,
-        caller=caller,
-        what=f"{what}.ids",
-        hint=f"Pass the {what} the metrics were computed from.",
+        ids, index, caller=caller, what=f"{what}.ids", hint=_ids_hint(index, ids, what)
+    )
+
+
+def _ids_hint(index: pd.Index, ids: Any, what: str) -> str:
+    """How to fix metrics ids not found in ``source.ids``; names the common mix-up, metrics
+    keyed by row position (a recorder given no ``sample_ids``) against data keyed by its own
+    ids.
+
+    >>> _ids_hint(pd.RangeIndex(3), np.array([0, 2, 5, 7]), "data")[:58]
+    'The metrics ids are row positions 0..2, but data.ids run 0'
+    """
+    fallback = f"Pass the {what} the metrics were computed from."
+    source = pd.Index(np.asarray(ids))
+    n = len(index)
+    if not (
+        pd.api.types.is_integer_dtype(index.dtype)
+        and pd.api.types.is_integer_dtype(source.dtype)
+        and n
+        and index.min() == 0
+        and index.max() == n - 1
+        and index.is_unique
+    ):
+        return fallback
+    if source.min() == 0 and source.max() == len(source) - 1:
+        return fallback  # the source is keyed by position too: another mix-up
+    low, high = int(source.min()), int(source.max())
+    gaps = " with gaps" if high - low + 1 > len(source) else ""
+    fix = (
+        "record with the data's own ids, DynamicsRecorder(..., sample_ids=data.ids), or pass "
+        "the data the metrics were computed from."
+        if what == "data"
+        else "compute the metrics from this record, compute_metrics(dynamics)."
+    )
+    return (
+        f"The metrics ids are row positions 0..{n - 1}, but {what}.ids run {low}..{high}{gaps} "
+        f"({len(source)} ids): {fix}"
     )
 
 

@@ -38,6 +38,8 @@ from cartokit.plot._style import (
     category_colors,
     figure_png,
     image_png,
+    png_size,
+    value_range,
 )
 from cartokit.regions import REGIONS, Thresholds
 from cartokit.widgets._columns import Column, ColumnModel, domain
@@ -45,6 +47,7 @@ from cartokit.widgets._columns import Column, ColumnModel, domain
 __all__ = [
     "GRID",
     "MAX_CLASS_ROWS",
+    "MAX_UNSCROLLED_ROWS",
     "REGION_SCALE",
     "DetailPanel",
     "MapMarks",
@@ -58,6 +61,8 @@ __all__ = [
     "sample_view",
     "status_html",
     "trajectory_png",
+    "TRAJECTORY_SIZE",
+    "png_image",
 ]
 
 #: The colour scale of regions, in REGIONS order (the region codes 0, 1, 2), then missing (3).
@@ -66,7 +71,13 @@ REGION_SCALE = [*(REGION_COLORS[region] for region in REGIONS), MISSING_COLOR]
 GRID = (96, 72)
 #: Per-class rows shown in the counts table (and categories in a legend); the rest are summed.
 MAX_CLASS_ROWS = 30
+#: Per-class rows shown without a scroll box; a longer table scrolls, and says so above it.
+MAX_UNSCROLLED_ROWS = 12
+#: Size in pixels of the review widget's trajectory chart, rendered and shown at exactly this.
+TRAJECTORY_SIZE = (420, 260)
 _TOOLTIP_METRICS = ("confidence", "variability", "correctness", "aum", "forgetting")
+#: What noise injection (cartokit.noise) adds to a split's frame, shown with the label.
+_SAMPLE_FLAGS = ("flipped", "clean_label")
 _ERROR_RED, _OK_GREEN = "#b00020", "#1b5e20"
 
 
@@ -167,6 +178,14 @@ class MapMarks:
             x=np.zeros((3, 2)), y=np.zeros((3, 2)), scales=xy, colors=["#444444"],
             line_style="dashed", stroke_width=1, enable_hover=False,
         )  # fmt: skip
+        # A ring around the inspected point, so that the sample in the detail panel is found on
+        # the map (drawn under the pick layer, which must stay on top to take clicks).
+        self.highlight = bqplot.Scatter(
+            x=np.zeros(0, np.float32), y=np.zeros(0, np.float32), scales=xy, marker="circle",
+            default_size=260, fill=False, stroke="#000000", stroke_width=2.5,
+            colors=["#000000"], enable_hover=False, interactions={}, visible=False,
+        )  # fmt: skip
+        self.highlighted: int | None = None
         self.x_axis = bqplot.Axis(scale=self.x_scale)
         self.y_axis = bqplot.Axis(scale=self.y_scale, side="left")
         # Selectors act on a hidden SVG proxy, one point per non-empty cell of a grid over the
@@ -185,7 +204,8 @@ class MapMarks:
             x_scale=self.x_scale, y_scale=self.y_scale, marks=[self.proxy]
         )
         self.figure = bqplot.Figure(
-            marks=[self.scatter, self.guides, self.proxy] + ([self.pick] if self.pick else []),
+            marks=[self.scatter, self.guides, self.highlight, self.proxy]
+            + ([self.pick] if self.pick else []),
             axes=[self.x_axis, self.y_axis],
             animation_duration=0,
             fig_margin={"top": 16, "bottom": 48, "left": 56, "right": 16},
@@ -237,6 +257,22 @@ class MapMarks:
         """Highlight the model's selected points among the drawn ones."""
         drawn_selected = np.flatnonzero(self._model.selected[self._model.drawn])
         self.scatter.selected = drawn_selected.astype(np.int32) if len(drawn_selected) else None
+
+    def show_highlight(self, position: int | None) -> None:
+        """Ring the point at table ``position`` (the inspected sample); None, or a point the
+        filter hides, shows no ring."""
+        self.highlighted = position
+        x, y = self._model.xy
+        shown = (
+            position is not None
+            and bool(self._model.visible[position])
+            and bool(np.isfinite(x[position]) and np.isfinite(y[position]))
+        )
+        with self.highlight.hold_sync():
+            if shown:
+                self.highlight.x = x[[position]].astype(np.float32)
+                self.highlight.y = y[[position]].astype(np.float32)
+            self.highlight.visible = shown
 
     def place_pick(self, limit: int) -> None:
         """Put the pick layer (WebGL only) on at most ``limit`` shown points."""
@@ -345,9 +381,12 @@ class MapMarks:
 
 def color_scale(name: str, column: Column) -> tuple[list[str], float, float]:
     """Colours and bounds of the colour scale of a column: the region colours, the category
-    colours then the missing colour, or the continuous scale over the finite range."""
+    colours then the missing colour, or the continuous scale over
+    :func:`~cartokit.plot._style.value_range` (as in the static map)."""
     if column.categories is None:
-        low, high = domain(column.values, column, pad=0.0)
+        # the static map's range too (plot_data_map): correctness spans [0, 1] however the
+        # shown values fall, so one colour means one value in both
+        low, high = value_range(name, column.values[np.isfinite(column.values)])
         return list(CONTINUOUS_COLORS), low, high
     k = len(column.categories)
     colors = list(REGION_SCALE) if name == "region" else [*category_colors(k), MISSING_COLOR]
@@ -365,7 +404,8 @@ class DetailPanel:
         self.info = widgets.HTML()
         self.info.add_class("cartokit-detail")
         self.sample_html = widgets.HTML(layout=widgets.Layout(max_width="360px"))
-        self.sample_image = widgets.Image(format="png", layout=widgets.Layout(width="144px"))
+        self.sample_image = widgets.Image(format="png")
+        self.sample_image.add_class("cartokit-detail-image")
         x_scale = bqplot.LinearScale(min=0.0, max=float(epochs))
         y_scale = bqplot.LinearScale(min=0.0, max=1.0)
         self.trajectory = bqplot.Lines(
@@ -416,8 +456,7 @@ class DetailPanel:
             text, png = sample_view(sample, css_class="cartokit-sample-text", max_height=200)
             self.sample_html.value = text
             if png is not None:
-                self.sample_image.value = png
-                self.sample_image.layout.display = None
+                png_image(self.sample_image, png)
         if dynamics is None:
             self.trajectory_figure.title = "pass dynamics= for the trajectory"
             return
@@ -449,22 +488,33 @@ def fmt(value: Any) -> str:
 
 
 def describe(model: ColumnModel, position: int, *, compact: bool) -> str:
-    """HTML lines about one sample: id, label, prediction, region, key metrics, extras."""
+    """HTML lines about one sample: id, label (and the label a flip replaced, in the words of
+    :func:`~cartokit.plot.plot_examples`: "label 9 (was 6)"), prediction, region, key
+    metrics, whether its label was flipped, and the ``data.frame`` extras."""
     row = model.metrics.iloc[position]
+    extra = model.extra.iloc[position]
     code = model.codes[position]
-    parts = [
-        f"<b>id {html.escape(str(model.ids[position]))}</b>",
-        f"label <b>{html.escape(model.class_names[model.labels[position]])}</b>",
-    ]
+    label = model.labels[position]
+    names = model.class_names
+    label_text = f"label <b>{html.escape(names[label])}</b>"
+    clean = _sample_value(row, extra, "clean_label")
+    if clean is not None and _is_class(clean, len(names)) and int(clean) != label:
+        label_text += f" (was {html.escape(names[int(clean)])})"
+    parts = [f"<b>id {html.escape(str(model.ids[position]))}</b>", label_text]
     predicted = row.get("predicted_label")
     if predicted is not None and not pd.isna(predicted):
-        parts.append(f"predicted {html.escape(model.class_names[int(predicted)])}")
+        parts.append(f"predicted {html.escape(names[int(predicted)])}")
     parts.append(f"region <b>{REGIONS[code] if code >= 0 else 'none'}</b>")
     for name in _TOOLTIP_METRICS:
         if name in row.index and not pd.isna(row[name]):
             parts.append(f"{name} {fmt(row[name])}")
+    flipped = _sample_value(row, extra, "flipped")
+    if flipped is not None:
+        parts.append(f"flipped {fmt(bool(flipped))}")
     for name in model.extra.columns:
-        value = model.extra.iloc[position][name]
+        if name in _SAMPLE_FLAGS:
+            continue  # shown above
+        value = extra[name]
         if name == "text" or isinstance(value, str):
             text = str(value)
             if compact and len(text) > 80:
@@ -476,6 +526,23 @@ def describe(model: ColumnModel, position: int, *, compact: bool) -> str:
             parts.append(f"{html.escape(name)} {fmt(value)}")
     sep = "<br>" if compact else " · "
     return f"<div style='font-size:12px;line-height:1.35'>{sep.join(parts)}</div>"
+
+
+def _sample_value(row: pd.Series, extra: pd.Series, name: str) -> Any:
+    """A sample's ``name`` from its metrics row, else from the joined ``data.frame``; None when
+    neither has it (or it is missing)."""
+    for source in (row, extra):
+        if name in source.index and not pd.isna(source[name]):
+            return source[name]
+    return None
+
+
+def _is_class(value: Any, num_classes: int) -> bool:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return False
+    return number.is_integer() and 0 <= number < num_classes
 
 
 def sample_view(
@@ -526,12 +593,28 @@ def counts_table(model: ColumnModel) -> str:
     drawn_note = f" ({drawn:,} drawn)" if drawn < shown else ""
     missing = int(counts[:, 0].sum())
     missing_note = f" · {missing} without a region" if missing else ""
+    # The widget's HTML sets a 28 px line height, which made a 260 px box show 8 classes of
+    # 10 with no sign of the rest: rows get their own line height, and every class shows
+    # unless there are many; then the box scrolls (with a scroll bar) and says so.
+    scrolled = len(rows) > MAX_UNSCROLLED_ROWS
+    box = (
+        f"<div class='cartokit-class-scroll' style='max-height:{(MAX_UNSCROLLED_ROWS + 1) * 18}px;"
+        "overflow-y:scroll;margin-top:2px'>"
+        if scrolled
+        else "<div style='margin-top:4px'>"
+    )
+    note = (
+        f"<div class='cartokit-class-note' style='font-size:12px;color:#555;margin-top:4px'>"
+        f"{len(class_names)} classes, scroll for all</div>"
+        if scrolled
+        else ""
+    )
     return (
         f"<div class='cartokit-counts-summary' style='font-size:14px'>{summary}</div>"
         f"<div style='font-size:12px;color:#555'>shown {shown:,} of {total:,}{drawn_note} · "
         f"selected <span class='cartokit-selected'>{selected:,}</span>{missing_note}</div>"
-        "<div style='max-height:260px;overflow:auto;margin-top:4px'>"
-        "<table class='cartokit-class-counts' style='font-size:12px;border-collapse:collapse'>"
+        f"{note}{box}<table class='cartokit-class-counts' "
+        "style='font-size:12px;line-height:16px;border-collapse:collapse'>"
         f"<tr><th style='text-align:left'>class</th>{head}</tr>{''.join(rows)}</table></div>"
     )
 
@@ -560,28 +643,43 @@ def status_html(text: str, *, error: bool = False) -> str:
     return f"<span style='color:{_ERROR_RED if error else _OK_GREEN}'>{html.escape(text)}</span>"
 
 
+def png_image(image: widgets.Image, png: bytes) -> None:
+    """Show ``png`` in ``image`` at its own size in pixels, never stretched by the page's CSS
+    (a flex box stretches an image without a fixed width and height)."""
+    width, height = png_size(png)
+    with image.hold_sync():
+        image.value = png
+        image.layout.width, image.layout.height = f"{width}px", f"{height}px"
+        image.layout.align_self = "flex-start"
+        image.layout.display = None
+
+
 def trajectory_png(
     gold: np.ndarray,
     *,
     label_name: str,
     suggested: np.ndarray | None = None,
     suggested_name: str | None = None,
+    size: tuple[int, int] = TRAJECTORY_SIZE,
 ) -> bytes:
-    """PNG of a sample's probability per epoch of its given label and, when given, of the
-    suggested one (the review widget's small figure)."""
+    """PNG of a sample's probability per epoch of its label in the data and, when given, of the
+    suggested label (the review widget's chart), exactly ``size`` (width, height) pixels, to be
+    shown at that size (:func:`png_image`)."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(3.8, 2.3), dpi=80, layout="constrained")
+    dpi = 100  # 9-point text is 12.5 px: readable at 1:1
+    fig = Figure(figsize=(size[0] / dpi, size[1] / dpi), dpi=dpi, layout="constrained")
     ax = fig.add_subplot()
     epochs = np.arange(len(gold))
-    ax.plot(epochs, gold, marker="o", ms=3, color="#CC3311", label=f"given: {label_name}")
+    line = {"marker": "o", "ms": 4}
+    ax.plot(epochs, gold, color="#CC3311", label=f"label in the data: {label_name}", **line)
     if suggested is not None:
-        ax.plot(epochs, suggested, marker="o", ms=3, color="#0072B2",
-                label=f"suggested: {suggested_name}")  # fmt: skip
+        ax.plot(epochs, suggested, color="#0072B2", label=f"suggested: {suggested_name}", **line)
     ax.set_ylim(-0.03, 1.03)
-    ax.set_xlabel("epoch", fontsize=8)
-    ax.set_ylabel("probability", fontsize=8)
-    ax.tick_params(labelsize=7)
-    ax.legend(fontsize=7, frameon=False)
+    ax.set_xlabel("epoch", fontsize=9)
+    ax.set_ylabel("probability", fontsize=9)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.tick_params(labelsize=8)
+    ax.legend(fontsize=8, frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
-    return figure_png(fig)
+    return figure_png(fig, dpi=dpi)

@@ -78,7 +78,8 @@ class DataMapExplorer(widgets.VBox):
     * **Filter.** One column ``>=`` or ``<=`` a value, and one class; other points are hidden
       (and cannot be selected).
     * **Inspecting.** In *inspect* mode, hovering a point shows its id, label and key metrics;
-      clicking it shows the sample (its text or image, from ``data``) next to its per-epoch
+      clicking it rings it on the map (:attr:`highlight`) and shows the sample (its text or
+      image, from ``data``; a flipped label as "label 9 (was 6)") next to its per-epoch
       gold-label probability (from ``dynamics``). With the WebGL backend, hover and click reach
       up to ``max_pick_points`` points: a seeded sample of the shown points, or, once a
       selection exists, the selected ones, so lassoing a small area makes each point in it
@@ -137,6 +138,9 @@ class DataMapExplorer(widgets.VBox):
         The threshold sliders, by threshold name; a move sets the traits (see above).
     scatter : bqplot.Scatter or bqplot_gl.ScatterGL
         The mark of the drawn points; ``scatter.x[i]`` belongs to ``drawn_ids[i]``.
+    highlight : bqplot.Scatter
+        The ring around the inspected point; hidden when nothing is inspected or the filter
+        hides the point.
     backend : str
         ``"gl"`` or ``"svg"``, as resolved.
     last_subset : Split or None
@@ -237,6 +241,7 @@ class DataMapExplorer(widgets.VBox):
             on_select=self._set_selection,
         )  # fmt: skip
         self.figure, self.scatter = self._marks.figure, self._marks.scatter
+        self.highlight = self._marks.highlight
         self._detail = DetailPanel(1 if dynamics is None else max(dynamics.num_epochs - 1, 1))
         self._controls = _Controls(
             self, on_slider=self._on_slider, on_clear=self._marks.clear_lasso
@@ -491,6 +496,7 @@ class DataMapExplorer(widgets.VBox):
         self._refresh_color_scale()
         self._marks.place_proxy()
         self._marks.place_pick(self._max_pick)
+        self._marks.show_highlight(self._marks.highlighted)  # it follows the axes and filter
         self._refresh_counts()
 
     def _refresh_color(self) -> None:
@@ -512,6 +518,7 @@ class DataMapExplorer(widgets.VBox):
             None if sample_id is None else self._model.positions([sample_id], caller=caller)[0]
         )
         self._detail.show(self._model, position, data=self.data, dynamics=self.dynamics)
+        self._marks.show_highlight(position)
 
 
 class _Controls:
@@ -569,9 +576,12 @@ class _Controls:
         self.counts = _html("cartokit-counts")
         self.legend = _html("cartokit-legend")
         self.export_which = widgets.Dropdown(options=list(_EXPORTS), description="export", **small)
+        # The placeholder is the file an empty box writes: it follows the export choice.
         self.export_path = widgets.Text(
-            placeholder="<which>_ids.csv", layout=widgets.Layout(width="220px")
+            placeholder=_export_file(self.export_which.value),
+            layout=widgets.Layout(width="220px"),
         )
+        self.export_which.observe(self._on_export_which, "value")
         self.export_status = _html("cartokit-export-status")
 
     def layout(self, figure: widgets.DOMWidget, detail: widgets.Widget) -> list[widgets.Widget]:
@@ -623,9 +633,12 @@ class _Controls:
         self._explorer.selected_ids = []
         self._on_clear()
 
+    def _on_export_which(self, change: dict[str, Any]) -> None:
+        self.export_path.placeholder = _export_file(change["new"])
+
     def export_csv(self, _button: Any) -> None:
         which = self.export_which.value
-        path = self.export_path.value.strip() or f"{which}_ids.csv"
+        path = self.export_path.value.strip() or _export_file(which)
         try:
             written = self._explorer.export_ids(path, which)
         except (OSError, ValueError) as err:
@@ -685,3 +698,8 @@ def _button(text: str, icon: str, on_click: Any, **options: Any) -> widgets.Butt
     button = widgets.Button(description=text, icon=icon, **options)
     button.on_click(on_click)
     return button
+
+
+def _export_file(which: str) -> str:
+    """The file an export writes when no path is given, e.g. ``selection_ids.csv``."""
+    return f"{which}_ids.csv"

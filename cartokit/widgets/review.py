@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from cartokit.review import ReviewItem, ReviewSession
-from cartokit.widgets._render import sample_view, status_html, trajectory_png
+from cartokit.widgets._render import png_image, sample_view, status_html, trajectory_png
 
 if TYPE_CHECKING:
     from cartokit.data import Split
@@ -70,9 +70,13 @@ class ReviewWidget(widgets.VBox):
         w = widgets
         self._header = w.HTML()
         self._progress = w.IntProgress(min=0, max=len(session), description="decided")
+        # Both images are shown at their own pixel size (png_image): the chart is drawn at the
+        # size it is shown, and the sample enlarged by a whole factor to about 160 px.
         self._sample_image = w.Image(format="png", layout=w.Layout(display="none"))
+        self._sample_image.add_class("cartokit-review-image")
         self._sample_html = w.HTML(layout=w.Layout(width="380px"))
         self._trajectory = w.Image(format="png", layout=w.Layout(display="none"))
+        self._trajectory.add_class("cartokit-review-chart")
         self._info = w.HTML()
         self._status = w.HTML()
         names = list(self._splits()[0].class_names)
@@ -95,7 +99,10 @@ class ReviewWidget(widgets.VBox):
             children=[
                 self._header,
                 self._progress,
-                w.HBox([w.VBox([self._sample_image, self._sample_html]), self._trajectory]),
+                w.HBox(
+                    [w.VBox([self._sample_image, self._sample_html]), self._trajectory],
+                    layout=w.Layout(align_items="flex-start"),
+                ),
                 self._info,
                 w.HBox([self.keep_button, self.relabel_to, self.relabel_button, self.drop_button]),
                 w.HBox([self.back_button, self.skip_button]),
@@ -184,17 +191,20 @@ class ReviewWidget(widgets.VBox):
         )  # fmt: skip
         self._sample_html.value = text
         if png is not None:
-            self._sample_image.value = png
-        self._sample_image.layout.display = None if png is not None else "none"
+            png_image(self._sample_image, png)
+        else:
+            self._sample_image.layout.display = "none"
         if item.trajectory is not None:
             changed = item.suggested_trajectory is not None and item.suggested != item.label
-            self._trajectory.value = trajectory_png(
+            chart = trajectory_png(
                 item.trajectory,
-                label_name=item.label_name,
+                label_name=_class_text(item.label, item.label_name),
                 suggested=item.suggested_trajectory if changed else None,
-                suggested_name=item.suggested_name,
+                suggested_name=None
+                if item.suggested is None
+                else _class_text(item.suggested, item.suggested_name),
             )
-            self._trajectory.layout.display = None
+            png_image(self._trajectory, chart)
         else:
             self._trajectory.layout.display = "none"
         self._show_labels(item)
@@ -202,10 +212,9 @@ class ReviewWidget(widgets.VBox):
     def _show_labels(self, item: ReviewItem) -> None:
         suggestion = "none (pass dynamics=)"
         if item.suggested is not None:
-            support = (
-                "" if item.support is None or np.isnan(item.support) else f" ({item.support:.2f})"
-            )
-            suggestion = f"<b>{item.suggested}: {html.escape(item.suggested_name)}</b>{support}"
+            support = "" if item.support_text is None else f" ({html.escape(item.support_text)})"
+            name = _class_text(item.suggested, item.suggested_name)
+            suggestion = f"<b>{html.escape(name)}</b>{support}"
         if item.suggested is not None and item.suggested != item.label:
             self.relabel_to.value = item.suggested
         elif self.relabel_to.value == item.label:  # relabelling to the given label means nothing
@@ -214,7 +223,11 @@ class ReviewWidget(widgets.VBox):
         if item.decision is not None:
             to = "" if item.new_label is None else f" → {item.new_label}"
             previous = f" · decided: <b>{item.decision}{to}</b>"
-        self._info.value = (
-            f"given label <b>{item.label}: {html.escape(item.label_name)}</b> · "
-            f"suggested {suggestion}{previous}"
-        )
+        label = html.escape(_class_text(item.label, item.label_name))
+        self._info.value = f"label in the data: <b>{label}</b> · suggested: {suggestion}{previous}"
+
+
+def _class_text(index: int, name: str | None) -> str:
+    """A class as the panel names it: ``"9"`` when its name is its index (digits), else
+    ``"dog (1)"``."""
+    return str(index) if name is None or name == str(index) else f"{name} ({index})"

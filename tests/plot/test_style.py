@@ -6,10 +6,19 @@ import io
 
 import numpy as np
 import pytest
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.image import imread
 
-from cartokit.plot._style import figure_png, image_png, root_figure
+from cartokit.plot._style import (
+    LINE_COLORS,
+    figure_png,
+    image_png,
+    line_style,
+    png_size,
+    root_figure,
+    value_range,
+)
 
 
 def decoded(png: bytes) -> np.ndarray:
@@ -41,3 +50,28 @@ def test_figure_png_and_root_figure():
     ax = sub.add_subplot()
     assert root_figure(ax) is fig
     assert figure_png(fig).startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_value_range_spans_unit_columns_whole():
+    # one range for the static map and the explorer (tests/widgets/test_explorer.py pins both)
+    assert value_range("correctness", np.array([0.5, 0.75])) == (0.0, 1.0)
+    assert value_range("confidence", np.array([0.2, 0.4])) == (0.0, 1.0)
+    assert value_range("variability", np.array([0.1, 0.3])) == (0.0, 0.3)
+    assert value_range("aum", np.array([-2.0, 3.0])) == (-2.0, 3.0)
+    assert value_range("aum", np.array([])) == (0.0, 1.0)
+
+
+def test_line_styles_are_distinct_and_none_is_pale():
+    looks = [line_style(i) for i in range(len(LINE_COLORS) * 2)]
+    assert len(set(map(str, looks))) == len(looks)
+    for color in LINE_COLORS:  # relative luminance: pale lines vanish on white
+        rgb = np.array(to_rgb(color))
+        linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+        assert linear @ [0.2126, 0.7152, 0.0722] < 0.45, color
+    assert "#F0E442" not in LINE_COLORS and "#88CCEE" not in LINE_COLORS
+
+
+def test_png_size_reads_the_header():
+    assert png_size(image_png(np.zeros((3, 5)), size=10)) == (10, 6)
+    with pytest.raises(ValueError, match="not PNG bytes"):
+        png_size(b"GIF89a" + bytes(30))

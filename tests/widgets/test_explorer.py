@@ -18,6 +18,7 @@ traitlets = pytest.importorskip("traitlets")
 
 from cartokit import REGIONS, Thresholds, TrainingDynamics, assign_regions, compute_metrics  # noqa: E402
 from cartokit.data import Split  # noqa: E402
+from cartokit.plot._style import png_size  # noqa: E402
 from cartokit.regions import region_counts  # noqa: E402
 from cartokit.widgets import DataMapExplorer  # noqa: E402
 from cartokit.widgets._render import GRID  # noqa: E402
@@ -252,6 +253,42 @@ def test_static_map_and_explorer_share_one_palette(record):
     assert ends == [explorer._marks.color_scale.colors[0], explorer._marks.color_scale.colors[-1]]
 
 
+def test_correctness_has_the_static_maps_colours_and_range(record):
+    """One colour map with one range: the explorer's colour scale for correctness is the static
+    map's, stop for stop, over [0, 1] however the values fall (it ran from the smallest value
+    shown to the largest, so 0.5 was drawn dark purple when no sample was below it)."""
+    from matplotlib import colors as mcolors
+
+    from cartokit.plot import plot_data_map
+    from cartokit.plot._style import CONTINUOUS_COLORS
+
+    metrics = record[0]
+    upper = metrics[metrics["correctness"] >= 0.5]  # a table whose correctness starts at 0.5
+    assert upper["correctness"].min() == 0.5
+    explorer = DataMapExplorer(upper, backend="svg")
+    explorer.color_column = "correctness"
+    scale = explorer._marks.color_scale
+    assert (scale.min, scale.max) == (0.0, 1.0)
+    assert scale.colors == list(CONTINUOUS_COLORS)
+    assert scale.colors[-1] == "#BDDF26"  # viridis at 0.9, not its pale yellow end (#FDE725)
+    assert "<span>0</span>" in explorer._controls.legend.value  # the key says 0 to 1 too
+    assert "<span>1</span>" in explorer._controls.legend.value
+
+    fig = plot_data_map(upper, hue="correctness", marginals=False, max_points=None)
+    (points,) = [c for c in fig.axes[0].collections if c.get_gid()]
+    ends = [mcolors.to_hex(points.cmap(i)).upper() for i in (0, points.cmap.N - 1)]
+    assert ends == [scale.colors[0], scale.colors[-1]]
+    # every point: the static colour is where the explorer's linear scale puts its value
+    points.update_scalarmappable()
+    stops = np.array([mcolors.to_rgb(c) for c in scale.colors])
+    where = np.linspace(scale.min, scale.max, len(stops))
+    values = dict(zip(zip(upper["variability"], upper["confidence"]), upper["correctness"]))
+    for (x, y), rgba in zip(points.get_offsets(), points.get_facecolors()):
+        value = values[(float(x), float(y))]
+        expected = [np.interp(value, where, stops[:, c]) for c in range(3)]
+        np.testing.assert_allclose(rgba[:3], expected, atol=2 / 255)
+
+
 def test_unknown_column_is_refused(record):
     explorer = make(record, backend="svg")
     with pytest.raises(traitlets.TraitError, match=r"'x_column' of DataMapExplorer must be one of"):
@@ -366,6 +403,53 @@ def test_hover_and_click_show_the_sample_and_its_trajectory(record, backend):
     assert str(sample_id) in explorer._detail.trajectory_figure.title
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_clicked_point_is_ringed_on_the_map(record, backend):
+    metrics = record[0]
+    explorer = make(record, backend=backend)
+    ring = explorer.highlight
+    assert ring.visible is False and ring in explorer.figure.marks
+    marks = explorer.figure.marks
+    if explorer._marks.pick is not None:  # under the pick layer, which takes the clicks
+        assert marks.index(ring) < marks.index(explorer._marks.pick)
+    mark = explorer._marks.pick if backend == "gl" else explorer.scatter
+    positions = explorer._marks.pick_positions if backend == "gl" else explorer._model.drawn
+    explorer._on_click(mark, {"event": "element_click", "data": {"index": 3}})
+    sample_id = metrics.index[positions[3]]
+    assert ring.visible is True
+    assert ring.x.tolist() == [np.float32(metrics.loc[sample_id, "variability"])]
+    assert ring.y.tolist() == [np.float32(metrics.loc[sample_id, "confidence"])]
+    explorer.x_column = "aum"  # the ring follows the point to new axes
+    assert ring.x.tolist() == [np.float32(metrics.loc[sample_id, "aum"])]
+    explorer.filter_column, explorer.filter_op = "confidence", "<="
+    explorer.filter_value = float(metrics.loc[sample_id, "confidence"]) - 1e-3
+    assert ring.visible is False  # filtered out: no ring in an empty spot
+    explorer.filter_column = None
+    assert ring.visible is True
+    explorer.inspected_id = None
+    assert ring.visible is False
+
+
+def test_the_detail_panel_shows_a_flipped_label(record):
+    from cartokit.noise import inject_noise
+
+    metrics, split, dyn = record
+    noisy = inject_noise(split, 0.2, seed=0)  # frame: flipped, clean_label
+    metrics = metrics.assign(label=pd.Series(noisy.labels, index=noisy.ids).reindex(metrics.index))
+    explorer = DataMapExplorer(metrics, data=noisy, dynamics=dyn, backend="svg")
+    frame = noisy.frame.set_index(noisy.ids)
+    flipped_id = frame.index[frame["flipped"]][0]
+    explorer.inspected_id = flipped_id
+    given = CLASSES[metrics.loc[flipped_id, "label"]]
+    was = CLASSES[frame.loc[flipped_id, "clean_label"]]
+    info = explorer._detail.info.value
+    assert f"label <b>{given}</b> (was {was})" in info and "flipped True" in info
+    kept_id = frame.index[~frame["flipped"]][0]
+    explorer.inspected_id = kept_id
+    assert "(was" not in explorer._detail.info.value
+    assert "flipped False" in explorer._detail.info.value
+
+
 def test_image_samples_are_shown_as_png(record):
     metrics, split, dyn = record
     images = np.random.default_rng(0).random((N, 64)).astype(np.float32)
@@ -380,8 +464,12 @@ def test_image_samples_are_shown_as_png(record):
     )
     explorer = DataMapExplorer(metrics, data=image_split, backend="svg")
     explorer.inspected_id = metrics.index[0]
-    assert explorer._detail.sample_image.value[:8] == b"\x89PNG\r\n\x1a\n"
-    assert explorer._detail.sample_image.layout.display is None
+    image = explorer._detail.sample_image
+    assert image.value[:8] == b"\x89PNG\r\n\x1a\n"
+    assert image.layout.display is None
+    # shown at its own size (8 x 8 pixels enlarged 18 times), not stretched by the page
+    assert png_size(image.value) == (144, 144)
+    assert (image.layout.width, image.layout.height) == ("144px", "144px")
     assert "dynamics=" in explorer._detail.trajectory_figure.title
 
 
@@ -405,6 +493,16 @@ def test_export_buttons(record, tmp_path):
         bare.export_subset("easy")
     bare._controls.export_subset(None)
     assert "needs the dataset" in bare._controls.export_status.value
+
+
+def test_the_export_box_names_the_file_an_empty_box_writes(record, tmp_path, monkeypatch):
+    controls = make(record, backend="svg")._controls
+    assert controls.export_path.placeholder == "selection_ids.csv"
+    controls.export_which.value = "ambiguous"
+    assert controls.export_path.placeholder == "ambiguous_ids.csv"
+    monkeypatch.chdir(tmp_path)
+    controls.export_csv(None)  # empty box: the file the placeholder names
+    assert (tmp_path / "ambiguous_ids.csv").is_file()
 
 
 def test_svg_draws_a_seeded_sample_but_counts_every_point(record):
@@ -443,6 +541,16 @@ def test_bad_arguments(record):
         DataMapExplorer(metrics.to_numpy())
     with pytest.raises(ValueError, match="are not in data.ids"):
         DataMapExplorer(metrics, data=split.subset(np.arange(10)))
+    # metrics keyed by row position (a recorder given no sample_ids) against the data's own ids
+    by_position = metrics.set_axis(pd.RangeIndex(N, name="id"))
+    with pytest.raises(
+        ValueError,
+        match=r"^DataMapExplorer: 401 of the 600 ids are not in data.ids, e.g. \[0, 1, 2, 3, 4, "
+        r"\.\.\.\]\. The metrics ids are row positions 0..599, but data.ids run 5..1802 with "
+        r"gaps \(600 ids\): record with the data's own ids, DynamicsRecorder\(\.\.\., "
+        r"sample_ids=data.ids\), or pass the data the metrics were computed from\.$",
+    ):
+        DataMapExplorer(by_position, data=split)
     with pytest.raises(TypeError, match="'thresholds' parameter of DataMapExplorer"):
         DataMapExplorer(metrics, thresholds={"easy_confidence": 0.5})
 

@@ -1,8 +1,10 @@
 """End to end in a real browser: JupyterLab serves tests/e2e/explorer.ipynb, headless Chromium
-(Debian's, driven by Playwright) runs it, drags a threshold slider and checks the region counts
-shown on the page against ``region_counts`` at the slider values shown on the page; then it
-draws a lasso (the page reports a selection) and clicks a point (the page shows the sample and
-its trajectory).
+(Debian's, driven by Playwright) runs it, checks that the per-class table shows all ten classes,
+drags a threshold slider and checks the region counts shown on the page against
+``region_counts`` at the slider values shown on the page; then it draws a lasso (the page
+reports a selection) and clicks a point (the page shows the sample, at its own pixel size, and
+its trajectory). Last, the review widget's chart and sample image must be shown at the size they
+were drawn (not stretched by the page's CSS).
 
 It needs Chromium at ``chromium`` on PATH (``apt-get install -y chromium``); Playwright's own
 browser download is never used. Without Chromium the test is skipped with a message. The
@@ -86,7 +88,7 @@ def notebook_metrics():
     nb = nbformat.read(NOTEBOOK, as_version=4)
     namespace: dict[str, object] = {}
     for cell in nb.cells:
-        if cell.cell_type == "code" and "DataMapExplorer(" not in cell.source:
+        if cell.cell_type == "code" and "explorer" not in cell.source:
             exec(compile(cell.source, str(NOTEBOOK), "exec"), namespace)
     return namespace["metrics"]
 
@@ -180,6 +182,52 @@ def read_counts(page) -> dict[str, int]:
     return {r: int(page.locator(COUNT.format(r)).inner_text()) for r in REGIONS}
 
 
+def class_rows_in_view(page) -> dict[str, object]:
+    """The per-class rows of the counts table, and which of them its box shows."""
+    return page.evaluate(
+        """() => {
+            const rows = [...document.querySelectorAll('.cartokit-class-counts tr[data-class]')];
+            const table = rows[0].closest('.cartokit-class-counts');
+            const box = table.parentElement.getBoundingClientRect();
+            const shown = rows.filter(row => {
+                const r = row.getBoundingClientRect();
+                return r.height > 0 && r.top >= box.top - 1 && r.bottom <= box.bottom + 1;
+            });
+            return {
+                classes: rows.map(row => row.dataset.class),
+                shown: shown.map(row => row.dataset.class),
+                note: (document.querySelector('.cartokit-class-note') || {}).textContent || null,
+            };
+        }"""
+    )
+
+
+def image_sizes(page, selector: str) -> dict[str, list[float]]:
+    """Pixel size of an image's PNG and the size the page shows it at, once it has loaded."""
+    page.wait_for_function(
+        f"() => {{ const img = document.querySelector('{selector}');"
+        " return img && img.complete && img.naturalWidth > 0 && img.offsetWidth > 0; }",
+        timeout=15_000,
+    )
+    return page.evaluate(
+        f"""() => {{
+            const img = document.querySelector('{selector}');
+            const box = img.getBoundingClientRect();
+            return {{natural: [img.naturalWidth, img.naturalHeight],
+                     shown: [box.width, box.height]}};
+        }}"""
+    )
+
+
+def assert_not_stretched(page, selector: str) -> list[float]:
+    sizes = image_sizes(page, selector)
+    (nw, nh), (w, h) = sizes["natural"], sizes["shown"]
+    assert abs(nw - w) <= 2 and abs(nh - h) <= 2, (
+        f"{selector}: a {nw} x {nh} px image is shown at {w:.0f} x {h:.0f} px (stretched)"
+    )
+    return sizes["natural"]
+
+
 def test_explorer_end_to_end_in_jupyterlab(tmp_path: Path) -> None:
     chromium = find_chromium()
     if chromium is None:
@@ -220,6 +268,13 @@ def test_explorer_end_to_end_in_jupyterlab(tmp_path: Path) -> None:
                 page.wait_for_selector(COUNT.format("easy"), timeout=60_000)
                 before = read_counts(page)
                 assert before == region_counts(metrics).to_dict()
+                # All ten classes in view (it showed 0-7 in a box that hid its scroll bar), or
+                # a note that says how many there are and that the box scrolls.
+                table = class_rows_in_view(page)
+                assert table["classes"] == [str(k) for k in range(10)]
+                assert table["shown"] == table["classes"] or table["note"] == (
+                    "10 classes, scroll for all"
+                ), f"the class table shows {table['shown']} of {table['classes']}, no note"
 
                 handle = page.locator(f"{SLIDER} .noUi-handle")
                 handle.scroll_into_view_if_needed()
@@ -284,10 +339,18 @@ def test_explorer_end_to_end_in_jupyterlab(tmp_path: Path) -> None:
                 )
                 point.click(force=True)
                 page.wait_for_function(
-                    "() => document.querySelector('.cartokit-detail').textContent.includes('id ')"
-                    " && document.querySelector('.cartokit-sample-text')",
+                    "() => document.querySelector('.cartokit-detail').textContent.includes('id ')",
                     timeout=15_000,
                 )
+                assert assert_not_stretched(page, "img.cartokit-detail-image") == [144, 144]
+
+                # The review widget: its chart and the 8 x 8 sample at the size they were drawn.
+                review = page.locator(".cartokit-review")
+                review.scroll_into_view_if_needed()
+                assert "Suspect 1 of 10" in review.inner_text()
+                assert "mean probability" in review.inner_text()
+                assert assert_not_stretched(page, "img.cartokit-review-chart") == [420, 260]
+                assert assert_not_stretched(page, "img.cartokit-review-image") == [160, 160]
                 page.evaluate(
                     "() => document.querySelector('.cartokit-threshold')"
                     ".scrollIntoView({block: 'start'})"

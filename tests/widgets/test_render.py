@@ -8,10 +8,14 @@ import pytest
 
 pytest.importorskip("bqplot")
 
+from cartokit.plot._style import png_size  # noqa: E402
 from cartokit.widgets._columns import Column, ColumnModel  # noqa: E402
 from cartokit.widgets._render import (  # noqa: E402
     MAX_CLASS_ROWS,
+    MAX_UNSCROLLED_ROWS,
+    TRAJECTORY_SIZE,
     counts_table,
+    describe,
     legend,
     sample_view,
     status_html,
@@ -67,8 +71,55 @@ def test_status_is_escaped_and_red_for_errors():
     assert "#1b5e20" in status_html("ok")
 
 
-def test_trajectory_png():
+def test_trajectory_png_is_drawn_at_the_size_it_is_shown():
     gold = np.linspace(0.2, 0.9, 5)
     assert trajectory_png(gold, label_name="cat").startswith(PNG)
     both = trajectory_png(gold, label_name="cat", suggested=1 - gold, suggested_name="dog")
     assert both.startswith(PNG) and both != trajectory_png(gold, label_name="cat")
+    # it was 304 x 184 px at 80 dpi, then stretched by the page to about 300 x 380
+    assert png_size(both) == TRAJECTORY_SIZE == (420, 260)
+    assert png_size(trajectory_png(gold, label_name="cat", size=(300, 200))) == (300, 200)
+
+
+def class_table(k: int) -> ColumnModel:
+    metrics = pd.DataFrame({"confidence": 0.9, "variability": 0.0, "label": np.arange(2 * k) % k})
+    model = ColumnModel(metrics)
+    model.set_axes("variability", "confidence")
+    model.set_filter()
+    return model
+
+
+def test_counts_table_shows_all_ten_digit_classes_without_a_scroll_box():
+    html = counts_table(class_table(10))
+    assert [f"<tr data-class='{k}'>" in html for k in range(10)] == [True] * 10
+    # The box was 260 px high with scrolling, and JupyterLab's 28 px widget line height let it
+    # show classes 0-7 only, with no visible scroll bar; now no box limits the rows.
+    assert "max-height" not in html and "overflow" not in html
+    assert "line-height:16px" in html and "scroll" not in html
+
+
+def test_a_long_counts_table_scrolls_and_says_so():
+    k = MAX_UNSCROLLED_ROWS + 8
+    html = counts_table(class_table(k))
+    assert html.count("<tr data-class=") == k
+    assert "<div class='cartokit-class-note'" in html and f"{k} classes, scroll for all" in html
+    assert "overflow-y:scroll" in html  # a scroll bar that shows
+
+
+def test_describe_shows_a_flipped_label_as_the_static_figure_does():
+    metrics = pd.DataFrame(
+        {
+            "confidence": [0.9, 0.1, 0.5],
+            "variability": [0.0, 0.1, 0.2],
+            "label": [1, 2, 0],
+            "flipped": [False, True, False],
+            "clean_label": [1, 0, 0],
+        },
+        index=pd.Index([10, 11, 12], name="id"),
+    )
+    model = ColumnModel(metrics)
+    flipped = describe(model, 1, compact=False)
+    assert "label <b>2</b> (was 0)" in flipped and "flipped True" in flipped  # "label 9 (was 6)"
+    assert "clean_label" not in flipped
+    kept = describe(model, 0, compact=True)
+    assert "label <b>1</b><br>" in kept and "was" not in kept and "flipped False" in kept

@@ -117,6 +117,29 @@ def test_widget_buttons(train, scores, tmp_path):
     assert read_decisions(log)["decision"].tolist() == ["relabel", "keep", "drop"]
 
 
+def test_widget_images_are_shown_at_their_own_size_and_the_labels_in_words(train, scores, tmp_path):
+    pytest.importorskip("ipywidgets")
+    from cartokit.plot._style import png_size
+    from cartokit.widgets import ReviewWidget
+
+    dyn = make_dynamics(train)
+    widget = ReviewWidget(scores, tmp_path / "log.csv", data=train, dynamics=dyn, limit=3)
+    chart, image = widget._trajectory, widget._sample_image
+    # The chart was 304 x 184 px at 80 dpi, stretched by the page to about 300 x 380; the
+    # 4 x 4 sample was blown up to the 380 px width of its column.
+    assert png_size(chart.value) == (420, 260)
+    assert (chart.layout.width, chart.layout.height) == ("420px", "260px")
+    assert png_size(image.value) == (160, 160)  # 4 x 4 pixels, each 40 x 40
+    assert (image.layout.width, image.layout.height) == ("160px", "160px")
+    assert "cartokit-review-chart" in chart._dom_classes
+    item = widget.session.item()
+    # "given label 2: eel · suggested 0: cat (0.60)" said neither what 0.60 is nor which is which
+    assert widget._info.value == (
+        "label in the data: <b>eel (2)</b> · suggested: <b>cat (0)</b> "
+        f"(mean probability {item.support:.2f} over 5 checkpoints)"
+    )
+
+
 def test_widget_shows_text_and_works_from_an_explorer(tmp_path):
     pytest.importorskip("ipywidgets")
     from cartokit import compute_metrics
