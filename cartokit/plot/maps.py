@@ -366,8 +366,13 @@ def _draw_regions(
     shares: dict[str, float] | None,
     *,
     fontsize: float,
+    points: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> None:
-    """Boundaries and names of the regions, placed from the thresholds themselves."""
+    """Boundaries and names of the regions, placed from the thresholds themselves.
+
+    Each name goes to the spot of its region that the fewest ``points`` (x, y) fall near, so it
+    does not hide the samples; without points, to the region's centre.
+    """
     t = thresholds
     a, easy, hard = t.ambiguous_variability, t.easy_confidence, t.hard_confidence
     line = {"color": "0.2", "lw": 0.9, "ls": (0, (4, 3)), "zorder": 3}
@@ -376,21 +381,36 @@ def _draw_regions(
     ax.plot([0.0, a], [hard, hard], gid="region-boundary:hard_confidence", **line)
     if shares is None:
         return
-    # Each name sits at the centre of its region; a region too thin to hold it goes unnamed.
-    spots = {
-        "easy": (a / 2, (easy + 1.0) / 2, a > 0.04 and 1.0 - easy > 0.07),
-        "hard": (a / 2, hard / 2, a > 0.04 and hard > 0.07),
-        "ambiguous": ((a + xmax) / 2, 0.5, xmax - a > 0.04),
+    # (x0, x1, y0, y1) of each region; a region too thin to hold its name goes unnamed.
+    bounds = {
+        "easy": (0.0, a, easy, 1.0, a > 0.04 and 1.0 - easy > 0.07),
+        "hard": (0.0, a, 0.0, hard, a > 0.04 and hard > 0.07),
+        "ambiguous": (a, xmax, 0.0, 1.0, xmax - a > 0.04),
     }
     box = {"boxstyle": "round,pad=0.25", "fc": "white", "ec": "0.6", "lw": 0.6, "alpha": 0.85}
     for region in REGIONS:
-        x, y, fits = spots[region]
+        x0, x1, y0, y1, fits = bounds[region]
         if fits:
+            x, y = _quiet_spot(x0, x1, y0, y1, points)
             text = f"{REGION_LABELS[region]}\n{shares[region]:.0%}"
             ax.text(
                 x, y, text, ha="center", va="center", fontsize=fontsize, color="0.1",
                 bbox=box, zorder=4, gid=f"region-label:{region}", linespacing=1.1,
             )  # fmt: skip
+
+
+def _quiet_spot(
+    x0: float, x1: float, y0: float, y1: float, points: tuple[np.ndarray, np.ndarray] | None
+) -> tuple[float, float]:
+    """Of a 3 x 3 grid of spots inside the box (the centre first), the one with the fewest
+    points within a label's reach; ties go to the earlier spot."""
+    w, h = x1 - x0, y1 - y0
+    spots = [(x0 + fx * w, y0 + fy * h) for fy in (0.5, 0.25, 0.75) for fx in (0.5, 0.3, 0.7)]
+    if points is None:
+        return spots[0]
+    xv, yv = points
+    near = [np.count_nonzero((abs(xv - x) < 0.2 * w) & (abs(yv - y) < 0.12 * h)) for x, y in spots]
+    return spots[int(np.argmin(near))]
 
 
 def _region_shares(metrics: pd.DataFrame, thresholds: Thresholds) -> dict[str, float]:
@@ -488,7 +508,9 @@ def _draw_map(
     _set_limits(ax, x, y, xv, yv, thresholds)
     if regions and _is_region_map(x, y):
         shares = _region_shares(args.metrics, thresholds)
-        _draw_regions(ax, thresholds, ax.get_xlim()[1], shares, fontsize=9)
+        _draw_regions(
+            ax, thresholds, ax.get_xlim()[1], shares, fontsize=9, points=(xv[rows], yv[rows])
+        )
     ax.set_xlabel(x)
     ax.set_ylabel(y)
     ax.spines[["top", "right"]].set_visible(False)

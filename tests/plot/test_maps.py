@@ -378,3 +378,27 @@ def test_region_hue_is_derived_when_missing_and_nan_hue_is_grey():
 def test_figures_display_in_notebooks_without_pyplot():
     fig = plot_data_map(make_metrics(30))
     assert fig._repr_png_().startswith(MAGIC["png"])
+
+
+def test_region_names_sit_where_the_fewest_points_are():
+    # Every easy sample sits at the centre of the easy region, where a centred name would
+    # cover them; the name must move to an empty spot of the same region.
+    rng = np.random.default_rng(0)
+    n = 400
+    metrics = pd.DataFrame(
+        {
+            "confidence": np.r_[rng.normal(0.85, 0.01, n), rng.uniform(0.0, 1.0, n)],
+            "variability": np.r_[rng.normal(0.1, 0.005, n), rng.uniform(0.25, 0.45, n)],
+            "correctness": rng.uniform(0, 1, 2 * n),
+        }
+    )
+    fig = plot_data_map(metrics, marginals=False)
+    _, texts = region_artists(axes_by_label(fig)["data-map"])
+    x, y = texts["region-label:easy"].get_position()
+    assert 0 < x < 0.2 and 0.7 < y < 1.0  # still inside the easy region
+    near = lambda px, py: int(  # noqa: E731
+        (
+            (abs(metrics["variability"] - px) < 0.04) & (abs(metrics["confidence"] - py) < 0.036)
+        ).sum()
+    )
+    assert near(0.1, 0.85) > 300 and near(x, y) == 0
