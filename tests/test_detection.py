@@ -171,6 +171,58 @@ def test_benchmark_errors(digits):
         benchmark_detection(text, folds=None)
 
 
+def test_make_model_must_make_fresh_models_said_in_one_line(digits):
+    """The README once passed make_model=... (an Ellipsis); a model instead of a maker would be
+    trained on, not anew, in each training."""
+    from cartokit.models import MLP
+
+    expected = r"must be a callable that returns a fresh model for a split, such as "
+    calls = {
+        "benchmark_detection": lambda m: benchmark_detection(digits, make_model=m, folds=None),
+        "cross_val_probs": lambda m: cross_val_probs(m, digits.train, folds=2),
+        "recorded_run": lambda m: recorded_run(m, digits.train, epochs=2),
+        "retrain_comparison": lambda m: retrain_comparison(m, {"a": digits.train}, digits.test),
+    }
+    for caller, call in calls.items():
+        with pytest.raises(TypeError, match=rf"^The 'make_model' parameter of {caller} {expected}"):
+            call(...)
+    with pytest.raises(TypeError) as info:
+        benchmark_detection(digits, make_model=...)
+    assert str(info.value) == (
+        "The 'make_model' parameter of benchmark_detection must be a callable that returns a "
+        "fresh model for a split, such as cartokit.models.model_factory('linear'), or None for "
+        "an MLP. Got Ellipsis of type ellipsis instead."
+    )
+    with pytest.raises(TypeError, match=r"Got a model, MLP, instead; every training needs a fresh"):
+        benchmark_detection(digits, make_model=MLP.from_split(digits.train), folds=None)
+
+
+def test_a_noise_rate_is_one_symmetric_setting(digits):
+    result = benchmark_detection(
+        digits, make_model=model_factory("linear"), noise=0.25, methods=["aum"], folds=None,
+        epochs=3,
+    )  # fmt: skip
+    assert result.settings == ["symmetric 25%"]
+    assert result.runs.loc["symmetric 25%", "flipped"] == 100  # round(0.25 x 400)
+    with pytest.raises(ValueError, match=r"'noise' parameter .* in the range \(0, 1\)\. Got 1.5"):
+        benchmark_detection(digits, noise=1.5)
+    with pytest.raises(TypeError, match=r"'noise' parameter .* a rate in \(0, 1\) for one sym"):
+        benchmark_detection(digits, noise=True)
+
+
+@needs_cleanlab
+def test_the_quick_call_of_the_readme_runs_in_seconds():
+    """benchmark_detection's docstring and the README give this call for a quick look."""
+    bundle = load_dataset("digits")
+    bench = benchmark_detection(
+        bundle, make_model=model_factory("linear"), noise=0.1, folds=2, epochs=5
+    )
+    headline = bench.compare()
+    assert headline.index.tolist() == ["symmetric 10%"]
+    assert headline.loc["symmetric 10%", "trainings_ratio"] == 0.5
+    assert headline.loc["symmetric 10%", "auroc"] > 0.8  # 0.909 measured; chance is 0.5
+
+
 # ------------------------------------------------------------------------------ new helpers
 
 
@@ -286,3 +338,38 @@ def test_mislabel_imports_no_torch():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_plot_has_one_legend_below_the_panels_and_lines_told_apart():
+    """Three panels each had their own 9-entry legend over the curves, in colours such as
+    yellow and sky blue that are hard to tell apart: now one legend outside the panels."""
+    from matplotlib import colors as mcolors
+
+    rng = np.random.default_rng(0)
+    settings = ["symmetric 10%", "symmetric 30%", "class-dependent 20%"]
+    methods = [*METHODS, "cleanlab (5-fold)"]
+    scores, rows = {}, []
+    for k, setting in enumerate(settings):
+        flipped = rng.random(200) < 0.2
+        frame = pd.DataFrame({m: flipped + rng.normal(0, 1.0, 200) for m in methods})
+        scores[setting] = frame.assign(flipped=flipped)
+        for i, method in enumerate(methods):
+            approach = "K-fold" if method.endswith("fold)") else "single run"
+            rows.append({"setting": setting, "method": method, "approach": approach,
+                         "average_precision": (i + k) / 20})  # fmt: skip
+    fig = DetectionBenchmark(pd.DataFrame(rows), scores, pd.DataFrame()).plot()
+    assert len(fig.axes) == 3 and all(ax.get_legend() is None for ax in fig.axes)
+    (legend,) = fig.legends
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert labels[0] == f"{methods[0]}   AP 0.00 / 0.05 / 0.10"  # each panel's AP, in order
+    assert len(labels) == len(methods) + 1  # and the random ranking's line
+    fig.draw_without_rendering()  # lay out the constrained figure
+    box = legend.get_window_extent()
+    assert all(box.y1 <= ax.get_window_extent().y0 for ax in fig.axes)  # below, not over
+    looks = {
+        (mcolors.to_hex(line.get_color()), str(line.get_linestyle()))
+        for line in fig.axes[0].get_lines()
+        if str(line.get_gid()).startswith("pr:")
+    }
+    assert len(looks) == len(methods)  # one look per method
+    assert not {"#f0e442", "#56b4e9", "#88ccee"} & {c for c, _ in looks}  # no pale lines
