@@ -42,6 +42,7 @@ __all__ = [
     "check_int",
     "check_labels",
     "check_metrics_frame",
+    "check_model_maker",
     "check_param",
     "check_params",
     "check_seed",
@@ -391,6 +392,31 @@ def check_params(
     return {
         name: check_param(name, v, constraints[name], caller=caller) for name, v in params.items()
     }
+
+
+def check_model_maker(
+    maker: Any, *, caller: str, name: str = "make_model", default: str = ""
+) -> Callable[..., Any]:
+    """A maker of fresh models (``maker(split) -> nn.Module``), checked: a model itself would
+    be trained again and again rather than anew, and anything else is not callable.
+
+    >>> check_model_maker(..., caller="train_on_subsets")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    TypeError: The 'make_model' parameter of train_on_subsets must be a callable that returns ...
+    """
+    expected = (
+        "a callable that returns a fresh model for a split, such as "
+        f"cartokit.models.model_factory('linear'){default}"
+    )
+    if hasattr(maker, "parameters") and hasattr(maker, "forward"):  # a torch module
+        raise TypeError(
+            f"The {name!r} parameter of {caller} must be {expected}. Got a model, "
+            f"{type(maker).__name__}, instead; every training needs a fresh one."
+        )
+    if not callable(maker):
+        raise param_error(name, caller, expected, maker, type_error=True)
+    return maker
 
 
 def check_metrics_frame(metrics: Any, *, caller: str, columns: Sequence[str] = ()) -> pd.DataFrame:

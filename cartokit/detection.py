@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from cartokit._validation import Interval, Options, check_int, check_param, param_error
+from cartokit._validation import Interval, Options, check_int, check_model_maker, check_param
 from cartokit.mislabel import CLEANLAB_HINT, METHODS, score_mislabeled, suggest_cutoff
 
 if TYPE_CHECKING:
@@ -59,22 +59,6 @@ def _has_cleanlab() -> bool:
 
 def _check_method(method: Any, *, caller: str) -> str:
     return check_param("method", method, Options(list(METHODS)), caller=caller)
-
-
-def _check_make_model(make_model: Any, *, caller: str, default: str = "") -> Any:
-    """A maker of fresh models; a model itself would be trained again and again, not anew."""
-    expected = (
-        "a callable that returns a fresh model for a split, such as "
-        f"cartokit.models.model_factory('linear'){default}"
-    )
-    if hasattr(make_model, "forward") and hasattr(make_model, "parameters"):
-        raise TypeError(
-            f"The 'make_model' parameter of {caller} must be {expected}. Got a model, "
-            f"{type(make_model).__name__}, instead; every training needs a fresh one."
-        )
-    if not callable(make_model):
-        raise param_error("make_model", caller, expected, make_model, type_error=True)
-    return make_model
 
 
 def _ranked_values(scores: np.ndarray) -> np.ndarray:
@@ -251,7 +235,7 @@ def cross_val_probs(
     from cartokit.train import fit, predict_logits
 
     caller = "cross_val_probs"
-    make_model = _check_make_model(make_model, caller=caller)
+    make_model = check_model_maker(make_model, caller=caller)
     folds = check_int("folds", folds, caller=caller, minimum=2)
     seed = check_int("seed", seed, caller=caller, minimum=0)
     counts = np.bincount(data.labels, minlength=data.num_classes)
@@ -640,7 +624,7 @@ def _default_model(
     from cartokit.models import model_factory
 
     if make_model is not None:
-        return _check_make_model(make_model, caller=caller, default=", or None for an MLP")
+        return check_model_maker(make_model, caller=caller, default=", or None for an MLP")
     if data.kind == "text":
         raise ValueError(
             f"{caller}: the default model (an MLP) needs array inputs, and {data.name!r} "
@@ -775,7 +759,7 @@ def recorded_run(
     from cartokit.recorder import DynamicsRecorder
     from cartokit.train import fit
 
-    make_model = _check_make_model(make_model, caller="recorded_run")
+    make_model = check_model_maker(make_model, caller="recorded_run")
     recorder = DynamicsRecorder(
         len(train),
         train.num_classes,
@@ -825,7 +809,7 @@ def retrain_comparison(
     from cartokit.train import evaluate, fit
 
     caller = "retrain_comparison"
-    make_model = _check_make_model(make_model, caller=caller)
+    make_model = check_model_maker(make_model, caller=caller)
     if not isinstance(trainings, Mapping) or not trainings:
         raise TypeError(
             f"The 'trainings' parameter of {caller} must be a non-empty dict from names to "

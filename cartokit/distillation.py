@@ -39,7 +39,14 @@ from torch import nn
 
 import cartokit.train
 from cartokit._deprecation import moved
-from cartokit._validation import Interval, check_int, check_param, param_error, positions_of
+from cartokit._validation import (
+    Interval,
+    check_int,
+    check_model_maker,
+    check_param,
+    param_error,
+    positions_of,
+)
 from cartokit.models import threads_for
 from cartokit.train import FitResult, evaluate, fit
 from cartokit.train.batches import resolve_device
@@ -284,6 +291,7 @@ def distill_on_subsets(
             f"The 'subsets' parameter of {caller} must be a non-empty dict from names to sample "
             f"ids (or None for all the data). Got {type(subsets).__name__} instead."
         )
+    check_model_maker(make_student, caller=caller, name="make_student")
     if teacher_logits is None:
         if teacher is None:
             raise ValueError(f"{caller} needs a teacher model or its teacher_logits. Got neither.")

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from cartokit._deprecation import moved
-from cartokit._validation import ListOf, Options, check_param, positions_of
+from cartokit._validation import ListOf, Options, check_model_maker, check_param, positions_of
 from cartokit.regions import REGIONS, Thresholds, map_coordinates, region_codes
 
 if TYPE_CHECKING:
@@ -257,6 +257,7 @@ def train_on_subsets(
             f"The 'subsets' parameter of {caller} must be a non-empty dict from names to sample "
             f"ids (or None for all the data). Got {type(subsets).__name__} instead."
         )
+    check_model_maker(make_model, caller=caller)
     unknown = sorted(set(map_seconds or {}) - set(subsets))
     if unknown:
         raise ValueError(

@@ -229,3 +229,15 @@ def test_record_maps_times_each_role_after_a_warm_up(digits_bundle, monkeypatch)
     with pytest.raises(ValueError, match=r"The 'roles' parameter of record_maps must be a "
                        r"non-empty list"):  # fmt: skip
         record_maps(choice, roles=["teacher"])
+
+
+def test_subset_trainers_refuse_a_model_maker_that_is_not_one(digits):
+    from cartokit.distillation import distill_on_subsets
+
+    train = digits[0]
+    with pytest.raises(TypeError, match=r"The 'make_model' parameter of train_on_subsets must be"):
+        train_on_subsets(..., train, {"full": None})
+    student = model_factory("linear")(train)  # a model, where a maker of models is wanted
+    with pytest.raises(TypeError, match=r"'make_student' parameter of distill_on_subsets .*model"):
+        distill_on_subsets(None, student, train, {"full": None},
+                           teacher_logits=np.zeros((len(train), 10)))  # fmt: skip
