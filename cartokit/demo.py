@@ -1,10 +1,14 @@
-"""The quick demo behind ``make demo``: digits, a small MLP, a recorded run, a data map.
+"""The quick demo behind ``cartokit demo``: notebook 01 of the digits study, without Jupyter.
 
-It trains on scikit-learn's bundled digits (no download), with a fraction of the training labels
-flipped so that the map has something to find, and writes to the output folder:
+It trains exactly as notebook 01 does with the ``digits`` preset (``make demo``, that is
+``cartokit run --preset digits``): scikit-learn's bundled digits (no download) in the same
+stratified 80/20 split, the same share of training labels flipped at random by
+:func:`cartokit.noise.inject_noise`, the preset's small MLP trained by :func:`cartokit.fit`
+recording its training pass. At the same epochs, noise and seed it records the same dynamics,
+so its region counts are the study's. It writes to the output folder:
 
 * ``dynamics.npz``: the recorded training dynamics (:meth:`TrainingDynamics.save`);
-* ``metrics.csv``: the per-sample metrics, with ``region`` and ``flipped`` columns;
+* ``metrics.csv``: the per-sample metrics, with ``region``, ``flipped`` and ``clean_label``;
 * ``data_map.png``: the data map.
 """
 
@@ -12,17 +16,14 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING
-
-import numpy as np
 
 from cartokit._files import check_output_folder, write_marker
-from cartokit._validation import Interval, check_int, check_param
+from cartokit._validation import check_int
 
-if TYPE_CHECKING:
-    from cartokit.dynamics import TrainingDynamics
+__all__ = ["PRESET", "run_demo"]
 
-__all__ = ["run_demo"]
+#: The study preset whose notebook 01 the demo runs.
+PRESET = "digits"
 
 
 def run_demo(
@@ -33,132 +34,107 @@ def run_demo(
     seed: int = 0,
     verbose: bool = True,
 ) -> dict[str, object]:
-    """Train on digits while recording, then write the dynamics, metrics and data map.
+    """Train as notebook 01 of the ``digits`` preset does, then write the dynamics, metrics and
+    data map.
 
+    ``epochs``, ``noise`` and ``seed`` replace the preset's (whose values are the defaults).
     Returns a summary dict (region counts, accuracy, where the flipped labels landed, paths).
 
     ``out`` must be new, empty, or a folder an earlier demo wrote (its ``run.json`` says so): the
     demo replaces its three files there, and refuses any other folder, which may hold other work,
     before training starts.
     """
-    from cartokit import compute_metrics
+    from cartokit import fit
     from cartokit.io import write_metrics_csv
+    from cartokit.models import build_model
     from cartokit.plot import plot_data_map
     from cartokit.regions import Thresholds, assign_regions, region_counts
+    from cartokit.study import (
+        load_data,
+        load_preset,
+        metrics_table,
+        model_data,
+        model_kind,
+        small_model_threads,
+        validate_params,
+    )
 
-    epochs = check_int("epochs", epochs, caller="run_demo", minimum=2)
-    seed = check_int("seed", seed, caller="run_demo", minimum=0)
-    if seed > 2**32 - 1:  # scikit-learn's split takes seeds below 2**32
+    caller = "run_demo"
+    preset = load_preset(PRESET)
+    p = validate_params(caller=caller, epochs=epochs, noise=noise, seed=seed)
+    if check_int("seed", seed, caller=caller, minimum=0) > 2**32 - 1:  # scikit-learn's split
         raise ValueError(
-            f"The 'seed' parameter of run_demo must be an int in the range [0, 2**32 - 1]. "
+            f"The 'seed' parameter of {caller} must be an int in the range [0, 2**32 - 1]. "
             f"Got {seed} instead."
         )
-    noise = check_param("noise", noise, Interval(float, 0, 1, closed="left"), caller="run_demo")
+    epochs, noise, seed = p["epochs"], p["noise"], p["seed"]
     out = check_output_folder(out, written_by="cartokit demo")
     started = time.perf_counter()
 
-    x_train, x_test, y_noisy, y_test, flipped = _noisy_digits(noise, seed)
-    dyn, test_acc = _train_recording(x_train, y_noisy, x_test, y_test, epochs, seed, verbose)
-    metrics = compute_metrics(dyn)
+    # notebook 01's cells, with the preset's values
+    model = preset["model"]
+    bundle = load_data(PRESET, noise=noise, max_samples=preset["max_samples"], seed=seed)
+    features = model_data(bundle, model=model)
+    net = build_model(model_kind(model, features.train), features.train, seed=seed)
+    with small_model_threads(model, features.train):
+        result = fit(
+            net,
+            features.train,
+            epochs=epochs,
+            mode=preset["mode"],
+            batch_size=preset["batch_size"],
+            lr=preset["lr"],
+            seed=seed,
+            eval_data={"test": features.test, **features.ood},
+            progress=verbose,
+        )
+    dyn = result.dynamics
+    metrics = metrics_table(dyn, bundle.train)
     thresholds = Thresholds()
     metrics["region"] = assign_regions(metrics, thresholds)
-    metrics["flipped"] = flipped
     counts = region_counts(metrics["region"])
+    flipped = metrics["flipped"].astype(bool) if "flipped" in metrics else None
+    last = result.history.iloc[-1]
 
     out.mkdir(parents=True, exist_ok=True)
     # the marker first: a demo stopped half way still leaves a folder the next demo may replace
-    write_marker(out, "cartokit demo", epochs=epochs, noise=noise, seed=seed)
+    write_marker(out, "cartokit demo", preset=PRESET, epochs=epochs, noise=noise, seed=seed)
     dyn.save(out / "dynamics.npz")
     write_metrics_csv(metrics, out / "metrics.csv")
+    n_flipped = int(flipped.sum()) if flipped is not None else 0
     plot_data_map(
         metrics,
         thresholds=thresholds,
-        title=f"Digits, MLP, {epochs} epochs, {flipped.sum()} flipped labels",
+        title=f"digits, {model}, {epochs} epochs, {n_flipped} flipped labels",
         path=out / "data_map.png",
     )
 
-    flipped_regions = metrics.loc[flipped, "region"].value_counts().reindex(counts.index).fillna(0)
+    by_region = (
+        metrics.loc[flipped, "region"].value_counts().reindex(counts.index, fill_value=0)
+        if flipped is not None
+        else counts * 0
+    )
     summary: dict[str, object] = {
-        "samples": len(y_noisy),
+        "preset": PRESET,
+        "samples": len(metrics),
         "epochs": epochs,
-        "test_accuracy": round(test_acc, 4),
+        "test_accuracy": round(float(last["test_accuracy"]), 4),
         "regions": {k: int(v) for k, v in counts.items()},
-        "flipped": int(flipped.sum()),
-        "flipped_by_region": {k: int(v) for k, v in flipped_regions.items()},
+        "flipped": n_flipped,
+        "flipped_by_region": {k: int(v) for k, v in by_region.items()},
         "seconds": round(time.perf_counter() - started, 1),
         "out": str(out),
     }
     if verbose:
         print(
-            f"Trained on {len(y_noisy)} digits for {epochs} epochs; test accuracy {test_acc:.3f}."
+            f"Trained as notebook 01 of 'cartokit run --preset {PRESET}' does: scikit-learn's "
+            f"digits ({len(metrics)} training images, a stratified 80/20 split, seed {seed}), "
+            f"{n_flipped} training labels ({noise:.0%}) flipped to another class at random, "
+            f"a small MLP (cartokit.fit, {epochs} epochs, recording its training pass). Test "
+            f"accuracy {last['test_accuracy']:.3f}."
         )
         print("Region counts (default thresholds):")
         for name, count in counts.items():
-            share = summary["flipped_by_region"][name]  # type: ignore[index]
-            print(f"  {name:<10} {int(count):>5}   of which flipped labels: {share}")
+            print(f"  {name:<10} {int(count):>5}   of which flipped labels: {int(by_region[name])}")
         print(f"Wrote {out / 'metrics.csv'}, {out / 'dynamics.npz'}, {out / 'data_map.png'}")
     return summary
-
-
-def _noisy_digits(noise: float, seed: int) -> tuple[np.ndarray, ...]:
-    """8x8 digit images scaled to [0, 1], a stratified 80/20 split, and a ``noise`` share of
-    the training labels moved to another class, chosen uniformly: ``x_train, x_test,
-    y_noisy, y_test, flipped``."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    digits = load_digits()
-    x = digits.data.astype(np.float32) / 16.0
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, digits.target, test_size=0.2, stratify=digits.target, random_state=seed
-    )
-    rng = np.random.default_rng(seed)
-    n, num_classes = len(y_train), 10
-    flipped = rng.random(n) < noise
-    y_noisy = np.where(flipped, (y_train + rng.integers(1, num_classes, n)) % num_classes, y_train)
-    return x_train, x_test, y_noisy, y_test, flipped
-
-
-def _train_recording(
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_test: np.ndarray,
-    y_test: np.ndarray,
-    epochs: int,
-    seed: int,
-    verbose: bool,
-) -> tuple[TrainingDynamics, float]:
-    """A small MLP trained by a plain PyTorch loop that records each batch's own logits; the
-    recorded dynamics and the test accuracy."""
-    import torch
-    from torch import nn
-    from tqdm.auto import tqdm
-
-    from cartokit import DynamicsRecorder
-
-    torch.manual_seed(seed)
-    num_classes = 10
-    model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, num_classes))
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    loss_fn = nn.CrossEntropyLoss()
-    n = len(y_train)
-    xs, ys = torch.from_numpy(x_train), torch.from_numpy(y_train)
-    recorder = DynamicsRecorder(n, num_classes, class_names=[str(d) for d in range(10)])
-    batch_size = 64
-    generator = torch.Generator().manual_seed(seed)
-
-    for _ in tqdm(range(epochs), desc="training (recording dynamics)", disable=not verbose):
-        model.train()
-        for ids in torch.randperm(n, generator=generator).split(batch_size):
-            logits = model(xs[ids])
-            loss = loss_fn(logits, ys[ids])
-            recorder.update(ids, logits, ys[ids])  # the training pass's own logits: free
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        recorder.end_epoch()
-
-    model.eval()
-    with torch.no_grad():
-        test_acc = float((model(torch.from_numpy(x_test)).argmax(1).numpy() == y_test).mean())
-    return recorder.dynamics, test_acc

@@ -38,6 +38,7 @@ from cartokit._validation import (
     check_metrics_frame,
     check_param,
     check_seed,
+    did_you_mean,
     first_few,
     is_real,
     positions_of,
@@ -58,7 +59,8 @@ __all__ = [
 
 SELECTORS: dict[str, tuple[str, bool]] = {
     # name: (column of the metrics table, highest first)
-    # the paper's three subsets (Swayamdipta et al., 2020)
+    # the paper's three subsets (Swayamdipta et al., 2020): rankings of the whole table, not the
+    # regions of the map (region=...); easy and hard are high_confidence and low_confidence
     "ambiguous": ("variability", True),
     "easy": ("confidence", True),
     "hard": ("confidence", False),
@@ -167,6 +169,7 @@ def _resolve_by(
             f"{subject} must be a selector name or a numeric column of the metrics table. "
             f"Got {by!r} instead. Selectors: {list(_SELECTOR_NAMES)}; numeric columns: "
             f"{_numeric_columns(metrics)}."
+            f"{did_you_mean(by, [*_SELECTOR_NAMES, *_numeric_columns(metrics)])}"
         )
     series = metrics[column]
     if not pd.api.types.is_numeric_dtype(series.dtype):

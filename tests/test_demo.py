@@ -84,15 +84,41 @@ def test_a_second_demo_into_the_same_folder_replaces_the_first(tmp_path):
 @pytest.mark.parametrize(
     ("seed", "message"),
     [
-        ("-5", "The 'seed' parameter of run_demo must be an int >= 0. Got -5 instead."),
-        (
-            str(2**40),
-            "The 'seed' parameter of run_demo must be an int in the range [0, 2**32 - 1]. "
-            f"Got {2**40} instead.",
-        ),
+        ("-5", "--seed must be an int >= 0. Got -5 instead."),
+        (str(2**40), f"--seed must be an int in the range [0, 2**32 - 1]. Got {2**40} instead."),
     ],
 )
 def test_a_bad_seed_is_one_line(tmp_path, capsys, seed, message):
     assert main(["demo", "--out", str(tmp_path / "d"), "--seed", seed]) == 1
     assert capsys.readouterr().err.strip().splitlines() == [f"cartokit demo: error: {message}"]
     assert not (tmp_path / "d").exists()
+
+
+def test_demo_trains_as_notebook_01_of_the_digits_preset(tmp_path, capsys):
+    """`cartokit demo` and `make demo` (the digits study) must agree: the demo records exactly
+    what notebook 01's own cells record with the digits preset, at the same epochs, noise and
+    seed, so their region counts are the same."""
+    from notebook_cells import code_cells, load, python_of, source
+
+    from cartokit import compute_metrics, region_counts
+    from cartokit.study import load_preset
+
+    summary = run_demo(tmp_path / "demo", epochs=3, noise=0.2, seed=1)
+    said = capsys.readouterr().out
+    assert "Trained as notebook 01 of 'cartokit run --preset digits' does" in said
+    assert "287 training labels (20%) flipped to another class at random" in said
+    cells = {c["id"]: c for c in code_cells(load("01_train_and_record"))}
+    namespace: dict = {}
+    exec(source(cells["parameters"]), namespace)  # then the values cartokit run would inject
+    namespace.update({**load_preset("digits"), "epochs": 3, "noise": 0.2, "seed": 1})
+    for name in ("check-params", "data", "train"):
+        exec(python_of(source(cells[name])), namespace)
+    recorded = namespace["result"].dynamics
+    demo = TrainingDynamics.load(tmp_path / "demo" / "dynamics.npz")
+    np.testing.assert_array_equal(demo.ids, recorded.ids)
+    np.testing.assert_array_equal(demo.labels, recorded.labels)
+    np.testing.assert_array_equal(demo.gold_prob, recorded.gold_prob)
+    counts = region_counts(compute_metrics(recorded))
+    assert summary["regions"] == {k: int(v) for k, v in counts.items()}
+    flipped = pd.read_csv(tmp_path / "demo" / "metrics.csv", index_col="id")["flipped"]
+    assert flipped.sum() == namespace["bundle"].train.frame["flipped"].sum() == 287

@@ -106,6 +106,57 @@ def test_colab_widget_manager_where_the_widgets_are():
     assert "DataMapExplorer(" in "".join(source(c) for c in code_cells(load("02_map")))
 
 
+def _cell(name: str, cell_id: str) -> dict:
+    (cell,) = [c for c in load(name)["cells"] if c.get("id") == cell_id]
+    return cell
+
+
+def test_the_human_section_is_one_sentence_for_data_without_human_scores(tmp_path, capsys):
+    from cartokit.plot.study import plot_human_scores
+
+    code = source(_cell("02_map", "human"))
+    rng = np.random.default_rng(0)
+    metrics = pd.DataFrame(
+        {"confidence": rng.random(60), "variability": rng.random(60) / 2, "label": [0, 1] * 30}
+    )
+    shown: list = []
+    run = SimpleNamespace(params={"dataset": "digits"}, figure=lambda n: tmp_path / n)
+    namespace = {"study": study, "plot_human_scores": plot_human_scores, "display": shown.append}
+    exec(code, {**namespace, "metrics": metrics, "run": run, "run_dir": tmp_path})
+    assert shown == []
+    assert capsys.readouterr().out == (
+        "digits has no human scores, so there is nothing to compare: this section ends here.\n"
+    )
+    rated = metrics.assign(human_score=rng.uniform(-4, 4, 60))
+    exec(code, {**namespace, "metrics": rated, "run": run, "run_dir": tmp_path})
+    assert [type(x).__name__ for x in shown] == ["DataFrame", "NotebookFigure"]
+    assert capsys.readouterr().out == "" and (tmp_path / "human_scores.png").is_file()
+
+
+def test_the_map_and_the_explorer_say_how_each_is_coloured():
+    """The static map is coloured by correctness, the explorer below it by region: the
+    notebook says so, and why."""
+    assert "hue=" not in source(_cell("02_map", "map"))  # plot_data_map's default: correctness
+    assert "coloured by correctness" in source(_cell("02_map", "map-md"))
+    explorer = source(_cell("02_map", "explorer-md"))
+    assert "colours the points by region, not by correctness as the figure above does" in explorer
+    assert "so that a slider move shows which points change region" in explorer
+
+
+def test_epochs_and_checkpoints_are_numbered_as_the_notebooks_say():
+    """history.csv counts epochs from 1; checkpoints (trajectories, first_learned_epoch) from 0."""
+    from cartokit import TrainingDynamics, compute_metrics, plot_trajectories
+
+    text = " ".join(source(_cell("01_train_and_record", "train-md")).split())
+    assert "its `epoch` column counts from 1; the checkpoints count from 0" in text
+    correct_from_the_second = np.array([[0.9, 0.1], [0.1, 0.9], [0.1, 0.9]])
+    dyn = TrainingDynamics.from_probabilities(correct_from_the_second[:, None], [1])
+    assert compute_metrics(dyn)["first_learned_epoch"].iloc[0] == 1  # the second checkpoint
+    fig = plot_trajectories(dyn, [0])
+    assert fig.axes[0].get_xlabel() == "checkpoint (from 0, as first_learned_epoch counts)"
+    assert list(fig.axes[0].lines[0].get_xdata()) == [0, 1, 2]
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_committed_without_outputs_but_the_expected_checks(name):
     """No outputs and no execution counts, except the expected output of each
@@ -248,6 +299,72 @@ def test_run_results_one_row_per_subset_and_well_above_chance(ci_run):
     report = (ci_run / "report.md").read_text()
     assert "![data map](figures/data_map.png)" in report
     assert study.results_markdown(table) in report
+
+
+def _injected_cell(notebook: dict) -> dict:
+    (cell,) = [
+        c for c in notebook["cells"] if "injected-parameters" in c["metadata"].get("tags", [])
+    ]
+    return cell
+
+
+def test_executed_notebooks_name_the_run_folder_and_work_when_reopened(ci_run):
+    """They ran in a hidden staging folder, which is gone: a reopened copy must read the run."""
+    for name in NAMES:
+        text = (ci_run / "notebooks" / f"{name}.ipynb").read_text()
+        assert ".partial-" not in text, name
+        namespace: dict = {}
+        exec(source(_injected_cell(json.loads(text))), namespace)
+        assert namespace["run_dir"] == str(ci_run.resolve())
+        assert study.load_run(namespace["run_dir"]).path == ci_run.resolve()
+
+
+def test_the_executed_map_notebook_skips_the_human_section_in_one_sentence(ci_run):
+    executed = json.loads((ci_run / "notebooks" / "02_map.ipynb").read_text())
+    (cell,) = [c for c in executed["cells"] if c.get("id") == "human"]
+    assert [("".join(o["text"]), o["name"]) for o in cell["outputs"]] == [
+        ("digits has no human scores, so there is nothing to compare: this section ends here.\n",
+         "stdout")
+    ]  # fmt: skip
+    assert executed["cells"][-1] is cell
+
+
+def test_the_executed_notebooks_print_counts_as_whole_numbers(ci_run):
+    executed = json.loads((ci_run / "notebooks" / "01_train_and_record.ipynb").read_text())
+    (cell,) = [c for c in executed["cells"] if c.get("id") == "save"]
+    (table,) = [o["data"]["text/plain"] for o in cell["outputs"] if "data" in o]
+    rows = "".join(table).splitlines()
+    assert rows[0].split()[0] == "count"
+    assert rows[1].split()[:2] == ["label", "1437"]  # not 1437.0
+
+
+def _bar_outputs(notebook: dict) -> list[str]:
+    """What progress bars left in an executed notebook: tqdm's widgets (by their text), and the
+    lines of text output that hold a bar."""
+    found = []
+    for cell in code_cells(notebook):
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if "application/vnd.jupyter.widget-view+json" in data:
+                text = "".join(data.get("text/plain", ""))
+                if "%|" in text:
+                    found.append(f"widget: {text}")
+            elif output["output_type"] == "stream":
+                text = "".join(output["text"])  # a list of lines, as nbformat writes it
+                found += [line for line in re.split(r"[\r\n]", text) if "%|" in line]
+    return found
+
+
+def test_executed_notebooks_show_finished_progress_bars(ci_run):
+    """No frozen "0%" bar: one finished line for training (01) and for retraining (04)."""
+    bars = {
+        name: _bar_outputs(json.loads((ci_run / "notebooks" / f"{name}.ipynb").read_text()))
+        for name in NAMES
+    }
+    assert [b.split("|")[0] for b in bars["01_train_and_record"]] == ["fit: 100%"]
+    assert " 6/6 [" in bars["01_train_and_record"][0]
+    assert [b.split("|")[0] for b in bars["04_retrain"]] == ["retraining: 100%"]
+    assert bars["02_map"] == bars["03_select"] == []
 
 
 def test_a_bad_parameter_fails_in_the_first_cells_of_the_notebook(tmp_path):

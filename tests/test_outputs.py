@@ -190,10 +190,7 @@ def test_a_negative_seed_gets_the_parameter_sentence(work, capsys):
     with pytest.raises(ValueError, match=sentence.replace("of select", "of select_mixture")):
         select_mixture(metrics, "10% random + 10% easy", seed=-5)
     line = fails(capsys, "select", "m.csv", "--by", "random", "--seed", "-5", "-o", "ids.txt")
-    assert line == (
-        "cartokit select: error: The 'seed' parameter of select must be an int >= 0, or None. "
-        "Got -5 instead."
-    )
+    assert line == "cartokit select: error: --seed must be an int >= 0. Got -5 instead."
     assert not (work / "ids.txt").exists()
 
 

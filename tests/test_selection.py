@@ -404,7 +404,8 @@ def test_unknown_selector_lists_choices():
         ValueError,
         match=r"^The 'by' parameter of select must be a selector name or a numeric column of "
         r"the metrics table\. Got 'ambigous' instead\. Selectors: \['ambiguous', 'easy', .*"
-        r"'random'\]; numeric columns: \['label', 'confidence', .*\]\.$",
+        r"'random'\]; numeric columns: \['label', 'confidence', .*\]\. "
+        r"Did you mean 'ambiguous'\?$",
     ):
         select(make_metrics(10), "ambigous")
 

@@ -111,7 +111,7 @@ def plot_trajectories(
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlim(-0.3, max(dyn.num_epochs - 1, 1) + 0.3)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch (checkpoint index)")
+    ax.set_xlabel("checkpoint (from 0, as first_learned_epoch counts)")
     ax.set_ylabel("gold-label probability")
     ax.spines[["top", "right"]].set_visible(False)
     if title is not None:

@@ -204,16 +204,15 @@ def model_data(
 
 
 def _embed_texts(texts: list[str], encoder: list[Any], *, desc: str, show: bool) -> np.ndarray:
-    from tqdm.auto import tqdm
-
     from cartokit.models import TextClassifier
+    from cartokit.train.progress import progress_bar
 
     if not encoder:
         encoder.append(TextClassifier(2, freeze_encoder=True))
     model = encoder[0]
     chunk = 256
     parts = []
-    for start in tqdm(range(0, len(texts), chunk), desc=desc, disable=not show):
+    for start in progress_bar(range(0, len(texts), chunk), desc=desc, disable=not show):
         parts.append(model.embed(texts[start : start + chunk]).cpu().numpy())
         model.clear_cache()  # the disk cache keeps them; memory stays flat
     return np.concatenate(parts).astype(np.float32)

@@ -61,6 +61,11 @@ def results_table(results: pd.DataFrame, *, metric: str = "accuracy") -> pd.Data
     return table
 
 
+def _count(n: int, noun: str) -> str:
+    """``"1 seed"``, ``"3 seeds"``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _md_cell(value: Any) -> str:
     return "" if pd.isna(value) else str(value).replace("|", "\\|")
 
@@ -188,6 +193,7 @@ def _header(run: Path, params: dict[str, Any]) -> list[str]:
 
 def _map_section(run: Path) -> list[str]:
     from cartokit.io import read_metrics_table
+    from cartokit.plot._style import REGION_LABELS
 
     out = ["## Data map", ""]
     if (run / "figures" / "data_map.png").is_file():
@@ -202,7 +208,9 @@ def _map_section(run: Path) -> list[str]:
             + ", ".join(f"{k} = {v:g}" for k, v in thresholds.items())
             + ".",
             "",
-            _md_table(region_table(metrics)),
+            # the regions in the paper's words: "hard" alone would read like the subsets of
+            # the hard selector, which rank the whole set and hold more samples
+            _md_table(region_table(metrics).rename(index=dict(REGION_LABELS))),
             "",
         ]
     history = run / "history.csv"
@@ -224,9 +232,11 @@ def _results_section(run: Path) -> list[str]:
     out = [
         "## Retraining on subsets",
         "",
-        f"A fresh model trained on each subset with {results['seed'].nunique()} seed(s); "
+        f"A fresh model trained on each subset with {_count(results['seed'].nunique(), 'seed')}; "
         "accuracy (%) as mean ± std over seeds, the best of each column in bold (cf. "
-        "Swayamdipta et al., 2020, Table 1).",
+        "Swayamdipta et al., 2020, Table 1). A subset is the share of the training set that a "
+        "selector ranks first (`low_confidence 33%`: the third with the lowest confidence), not "
+        "a region of the map.",
         "",
         results_markdown(results_table(results)),
         "",

@@ -15,8 +15,9 @@ Replacing a run folder
 ----------------------
 A run writes into a hidden staging folder beside its output (:func:`stage`), which replaces the
 output only when every notebook succeeded (:func:`swap_in`); a failed or interrupted run keeps
-its outputs in ``<out>.failed`` (:func:`keep_failed`). :func:`check_run_folder` refuses, before
-any work, an output folder whose replacement could lose someone's files, and
+its outputs in ``<out>.failed`` (:func:`keep_failed`); either way the executed notebooks are
+made to name their final folder (:func:`repoint_notebooks`). :func:`check_run_folder` refuses,
+before any work, an output folder whose replacement could lose someone's files, and
 :func:`clean_leftovers` tidies up what runs killed by ``kill -9`` left behind.
 """
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import threading
@@ -59,6 +61,7 @@ __all__ = [
     "load_run",
     "load_subsets",
     "read_json",
+    "repoint_notebooks",
     "save_run",
     "save_subsets",
     "sigterm_as_interrupt",
@@ -316,6 +319,42 @@ def keep_failed(staged: Path, out: Path) -> Path:
         shutil.rmtree(failed)
     staged.rename(failed)
     return failed
+
+
+def _replaced(value: Any, pattern: re.Pattern[str], new: str) -> Any:
+    """``value`` (a notebook's JSON) with ``pattern`` replaced by ``new`` in every string."""
+    if isinstance(value, str):
+        return pattern.sub(lambda _: new, value)
+    if isinstance(value, list):
+        return [_replaced(v, pattern, new) for v in value]
+    if isinstance(value, dict):
+        return {k: _replaced(v, pattern, new) for k, v in value.items()}
+    return value
+
+
+def repoint_notebooks(folder: Path, old: Path, new: Path) -> None:
+    """Make the executed notebooks in ``folder/notebooks`` name ``new`` where they name ``old``.
+
+    The notebooks ran in the staging folder ``old``, so their injected ``run_dir``, papermill's
+    metadata and any printed path name it; once the folder becomes ``new`` (the run folder, or
+    ``<out>.failed``), a reopened notebook must read ``new``. A notebook that cannot be read (a
+    copy papermill did not finish writing) is left as it is.
+    """
+    # the path as text and as a Python string literal (backslashes doubled), not followed by
+    # more of a name: .x.partial-12 is not a prefix of .x.partial-123
+    forms = {str(old): str(new)}
+    forms[str(old).replace("\\", "\\\\")] = str(new).replace("\\", "\\\\")
+    for path in sorted((folder / "notebooks").glob("*.ipynb")):
+        try:
+            notebook = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            continue
+        fixed = notebook
+        for before, after in forms.items():
+            fixed = _replaced(fixed, re.compile(re.escape(before) + r"(?!\w)"), after)
+        if fixed != notebook:
+            with atomic_write(path, "w") as fh:  # as nbformat writes a notebook
+                fh.write(json.dumps(fixed, sort_keys=True, indent=1, ensure_ascii=False) + "\n")
 
 
 def is_run_leftover(folder: Path) -> bool:

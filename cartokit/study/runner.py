@@ -14,7 +14,8 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from itertools import product
 from pathlib import Path
 from typing import Any
@@ -38,10 +39,12 @@ from cartokit.study.rundir import (
     is_legacy_grid,
     keep_failed,
     read_json,
+    repoint_notebooks,
     sigterm_as_interrupt,
     stage,
     swap_in,
 )
+from cartokit.train.progress import PROGRESS_ENV
 
 __all__ = [
     "RunError",
@@ -60,6 +63,11 @@ class RunError(RuntimeError):
         super().__init__(message)
         self.notebook = notebook
         self.executed = executed
+
+
+def _count(n: int, noun: str) -> str:
+    """``"1 job"``, ``"2 jobs"``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _to_stderr(message: str) -> None:
@@ -86,25 +94,49 @@ def execute_notebook(
     progress: bool,
 ) -> None:
     """Execute the notebook ``source`` with papermill, with ``parameters`` injected after its
-    ``parameters`` cell, into ``target``; a failing cell raises papermill's error."""
+    ``parameters`` cell, into ``target``; a failing cell raises papermill's error.
+
+    The kernel gets ``CARTOKIT_PROGRESS=log`` unless the variable is set: no frontend draws the
+    notebook while it runs, so each progress bar prints one line, its final state, instead of
+    a widget that the executed copy would show frozen at 0 %
+    (:mod:`cartokit.train.progress`).
+    """
     try:
         import papermill
     except ImportError:
         raise ImportError(
             "cartokit run executes the notebooks with papermill: pip install 'cartokit[notebooks]'"
         ) from None
-    papermill.execute_notebook(
-        str(source),
-        str(target),
-        parameters=parameters,
-        kernel_name=kernel,
-        cwd=str(cwd),
-        progress_bar=progress,
-        log_output=False,
-        # the kernel app's own log (a notice that the local kernel talks over TCP without
-        # encryption; an interrupt at shutdown) is noise here; the notebooks' errors still surface
-        extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
-    )
+    with _kernel_environment({PROGRESS_ENV: os.environ.get(PROGRESS_ENV) or "log"}):
+        papermill.execute_notebook(
+            str(source),
+            str(target),
+            parameters=parameters,
+            kernel_name=kernel,
+            cwd=str(cwd),
+            progress_bar=progress,
+            log_output=False,
+            # the kernel app's own log (a notice that the local kernel talks over TCP without
+            # encryption; an interrupt at shutdown) is noise here; the notebooks' errors still
+            # surface
+            extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
+        )
+
+
+@contextmanager
+def _kernel_environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the kernels started inside the block (a kernel inherits
+    the environment of the process that starts it), then put the old values back."""
+    before = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _failure_message(err: BaseException) -> str:
@@ -143,7 +175,9 @@ def run_study(
     write into a hidden folder ``.<out>.partial-<pid>`` beside ``out``, which replaces ``out``
     only when all four succeed, so a failed or interrupted run never overwrites an earlier run's
     outputs. A failed run's folder, or one stopped by Ctrl-C or SIGTERM, is kept as
-    ``<out>.failed``, with the executed notebooks, until a run into ``out`` succeeds.
+    ``<out>.failed``, with the executed notebooks, until a run into ``out`` succeeds. The
+    executed notebooks name the folder they end in (``out`` or ``<out>.failed``) as their
+    ``run_dir``, so that a reopened copy reads its own run.
 
     A run killed by SIGKILL (``kill -9``, the out-of-memory killer) or a power cut can do none
     of this: ``out`` keeps the earlier run, no ``<out>.failed`` is written, and the killed run's
@@ -197,6 +231,7 @@ def run_study(
             info = {"params": params, "notebooks": timings, "seconds": seconds, "kernel": kernel}
             write_marker(staged, "cartokit run", **info, finished=finished)
             write_report(staged)
+            repoint_notebooks(staged, staged, out)
     except BaseException as err:
         failing = NOTEBOOKS[min(len(timings), len(NOTEBOOKS) - 1)]
         error = _keep_failure(err, staged, out, failing, say)
@@ -214,6 +249,8 @@ def _keep_failure(
     """Keep a failed run's outputs in ``<out>.failed`` and say so; the :class:`RunError` to
     raise for an error in a notebook, ``None`` for an interruption."""
     failed = keep_failed(staged, out)
+    with suppress(OSError):  # a disk too full to fix the copies must not hide the failure
+        repoint_notebooks(failed, staged, failed)
     executed = failed / "notebooks" / f"{name}.ipynb"
     kept = f"{out} was left as it was" if out.exists() else f"nothing was written to {out}"
     if not isinstance(err, Exception):
@@ -291,7 +328,8 @@ def run_grid(
     ``out`` key, else ``runs/<file stem>``. Jobs that already finished with the same parameters
     are skipped (so an interrupted grid resumes) unless ``force``; a failed job does not stop
     the others. Writes ``<out>/results.csv`` (every job's rows of
-    :func:`~cartokit.study.retrain`, with the job's axes as columns), ``<out>/jobs.csv``
+    :func:`~cartokit.study.retrain`, with the job's axes as columns; an axis named like a
+    column of those rows, such as ``seed``, is ``job_<name>``), ``<out>/jobs.csv``
     (status, seconds, error per job) and ``<out>/summary.md``; returns the results.
 
     ``out`` must be new, empty, or a grid folder that cartokit wrote (its ``run.json`` says
@@ -360,8 +398,9 @@ def run_grid(
     failed = [s["job"] for s in status if s["status"] == "failed"]
     if failed:
         raise RunError(
-            f"{len(failed)} of {len(jobs)} grid jobs failed: {failed}. See {folder / 'jobs.csv'} "
-            "and each job's .failed folder; run the grid again to retry them."
+            f"{len(failed)} of {_count(len(jobs), 'grid job')} failed: {failed}. See "
+            f"{folder / 'jobs.csv'} and each job's .failed folder; run the grid again to retry "
+            f"{'it' if len(failed) == 1 else 'them'}."
         )
     return results
 
@@ -385,10 +424,15 @@ def _run_job(
 
 
 def _job_results(job_dir: Path, leading: Mapping[str, Any]) -> pd.DataFrame:
-    """A finished job's ``results.csv``, with ``leading`` as its first columns."""
+    """A finished job's ``results.csv``, with ``leading`` as its first columns.
+
+    A job axis named like a column of the results keeps the results' column as it is and
+    becomes ``job_<name>``: a grid over ``seed`` (the seed of notebook 01's training) gets
+    ``job_seed``, beside ``seed``, the seed of each retraining.
+    """
     table = pd.read_csv(job_dir / "results.csv")
     for position, (key, value) in enumerate(leading.items()):
-        table.insert(position, key, value)
+        table.insert(position, f"job_{key}" if key in table.columns else key, value)
     return table
 
 
@@ -404,7 +448,7 @@ def _write_grid_tables(
         results.to_csv(fh, index=False)
     with atomic_write(folder / "jobs.csv", "w") as fh:
         pd.DataFrame(status).to_csv(fh, index=False)
-    summary = [f"# Grid {grid_name}: {len(status)} jobs", ""]
+    summary = [f"# Grid {grid_name}: {_count(len(status), 'job')}", ""]
     for job in status:
         summary.append(f"## {job['job']} ({job['status']})")
         summary.append("")

@@ -12,6 +12,7 @@ the subsets, and retraining on them.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -252,15 +253,33 @@ def _percent(fraction: float) -> str:
 
 
 def _wanted_subsets(p: Mapping[str, Any]) -> list[tuple[str, str, float]]:
-    """(name, selector, fraction) of each single-selector subset, in order, without repeats."""
+    """(name, selector, fraction) of each single-selector subset, in order, without repeats.
+
+    Two selectors that rank alike (``easy`` and ``high_confidence``, ``hard`` and
+    ``low_confidence``) would select the same samples twice: the first name is kept, with a
+    warning.
+    """
     pairs: list[tuple[str, float]] = []
     for selector in p["selectors"]:
         pairs += [(FULL, 1.0)] if selector == FULL else [(selector, f) for f in p["fractions"]]
     pairs += [(p["curve_selector"], f) for f in p["curve_fractions"]]
-    wanted: dict[str, tuple[str, str, float]] = {}
+    wanted: dict[tuple[Any, float], tuple[str, str, float]] = {}
+    repeats: dict[tuple[str, str], tuple[str, bool]] = {}
     for selector, fraction in pairs:
         name = f"{selector} {_percent(fraction)}"
-        wanted.setdefault(name, (name, selector, fraction))
+        ranking = SELECTORS.get(selector, selector)
+        kept = wanted.setdefault((ranking, fraction), (name, selector, fraction))
+        if kept[1] != selector:
+            repeats.setdefault((selector, kept[1]), SELECTORS[selector])
+    for (selector, kept), (column, highest) in repeats.items():
+        order = "highest" if highest else "lowest"
+        warnings.warn(
+            f"The selectors {selector!r} and {kept!r} both take the {order} {column} first, so "
+            f"their subsets would be the same; only {kept!r} is kept. Leave {selector!r} out of "
+            "the selectors.",
+            UserWarning,
+            stacklevel=3,
+        )
     return list(wanted.values())
 
 
@@ -284,7 +303,10 @@ def build_subsets(
     3. each mixture, e.g. ``"17% ambiguous + 10% easy"`` (:func:`~cartokit.select_mixture`).
 
     Fractions are shares of the whole training set; each selector is ranked as in
-    :func:`~cartokit.select` (random subsets draw from ``seed``).
+    :func:`~cartokit.select` (random subsets draw from ``seed``). A selector is a ranking, not
+    a region: ``"hard 33%"`` is the third of the set with the lowest confidence, more samples
+    than the hard-to-learn region holds. Selectors that rank alike (``"easy"`` and
+    ``"high_confidence"``) give one subset, named after the first, with a warning.
 
     >>> m = pd.DataFrame({"confidence": np.linspace(0, 1, 10), "variability": np.zeros(10),
     ...                   "label": [0, 1] * 5})
@@ -361,7 +383,7 @@ def retrain(
     and evaluation split (``test`` in distribution, the others out of it): ``subset``,
     ``selector``, ``fraction``, ``size``, ``seed``, ``split``, ``accuracy``, ``macro_f1``.
     """
-    from tqdm.auto import tqdm
+    from cartokit.train.progress import progress_bar
 
     if subsets is None:
         raise ValueError(
@@ -375,7 +397,7 @@ def retrain(
     jobs = [(subset, seed) for subset in subsets.values() for seed in p["seeds"]]
     rows = []
     with small_model_threads(model, data.train):
-        for subset, seed in tqdm(jobs, desc="retraining", disable=not progress):
+        for subset, seed in progress_bar(jobs, desc="retraining", disable=not progress):
             rows += _retrain_one(data, subset, kind, seed, options)
     return pd.DataFrame(rows)
 

@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from cartokit._validation import check_int
 from cartokit.train.batches import (
@@ -29,6 +28,7 @@ from cartokit.train.batches import (
     probe,
     to_device,
 )
+from cartokit.train.progress import progress_bar
 
 __all__ = ["Evaluation", "evaluate", "evaluation_pass", "predict_logits"]
 
@@ -100,7 +100,8 @@ def evaluation_pass(
     model.eval()
     loss = torch.zeros((), dtype=torch.float64, device=device)
     preds, labels = [], []
-    for step, (_, x, y) in enumerate(tqdm(batches, desc=desc, leave=False, disable=not show)):
+    bar = progress_bar(batches, desc=desc, leave=False, disable=not show)
+    for step, (_, x, y) in enumerate(bar):
         if data.labels is None:
             check_batch_labels(y, num_classes, caller=caller, step=step + 1)
         y = y.to(device)

@@ -23,7 +23,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
+from tqdm.std import tqdm  # the type of progress_bar's bars
 
 from cartokit._validation import Interval, Optional, Options, check_int, check_param
 from cartokit.recorder import DynamicsRecorder
@@ -51,6 +51,7 @@ from cartokit.train.checkpoint import (
     save_checkpoint,
 )
 from cartokit.train.evaluation import evaluation_pass
+from cartokit.train.progress import progress_bar
 
 if TYPE_CHECKING:
     from cartokit.dynamics import TrainingDynamics
@@ -208,8 +209,9 @@ def fit(
     num_workers : int, default 0
         DataLoader worker processes.
     progress : bool, default True
-        Show tqdm progress bars (on rank 0): one over epochs, one over each epoch's steps with
-        the running loss and accuracy.
+        Show progress bars (on rank 0): one over epochs, one over each epoch's steps with
+        the running loss and accuracy (:func:`cartokit.train.progress.progress_bar`: in a
+        notebook that ``cartokit run`` executes, one line when training ends).
 
     Returns
     -------
@@ -240,7 +242,7 @@ def fit(
         progress=progress, optimizer=optimizer, recorder=recorder,
     )  # fmt: skip
     run = _set_up(model, train_data, eval_data, device, recorder, record, optimizer, options)
-    epoch_bar = tqdm(
+    epoch_bar = progress_bar(
         total=options.epochs, initial=run.epoch, desc="fit", unit="epoch", disable=not run.show
     )
     for epoch in range(run.epoch, options.epochs):
@@ -564,7 +566,7 @@ def _train_epoch(run: _Run, options: _Options, epoch: int, epoch_bar: tqdm) -> N
     run.sampler.set_epoch(epoch)
     run.sampler.start = run.step * options.batch_size  # resuming mid-epoch: skip the steps done
     steps = run.steps_per_epoch
-    step_bar = tqdm(
+    step_bar = progress_bar(
         run.batches,
         total=steps,
         initial=run.step,
@@ -664,7 +666,8 @@ def _record_pass(
     """The eval pass over the training set: dropout off and weights fixed, so that every
     sample's probabilities come from the same model and compare across checkpoints."""
     model.eval()
-    for positions, x, y in tqdm(batches, desc="recording pass", leave=False, disable=not show):
+    bar = progress_bar(batches, desc="recording pass", leave=False, disable=not show)
+    for positions, x, y in bar:
         recorder.update(positions, logits_of(model(to_device(x, device))), y)
     model.train()
 

@@ -50,7 +50,15 @@ def fake_papermill(monkeypatch):
         name = Path(source).stem
         calls.append((name, dict(parameters)))
         run = Path(parameters["run_dir"])
-        Path(target).write_text("{}")
+        # as papermill writes it: the injected parameters, and an output that prints a path
+        injected = "".join(f"{k} = {v!r}\n" for k, v in parameters.items())
+        printed = {"output_type": "stream", "name": "stdout", "text": f"wrote {run}/x.csv\n"}
+        cell = {"cell_type": "code", "metadata": {"tags": ["injected-parameters"]}}
+        notebook = {
+            "cells": [{**cell, "source": injected, "outputs": [printed]}],
+            "metadata": {"papermill": {"parameters": parameters, "output_path": str(target)}},
+        }
+        Path(target).write_text(json.dumps(notebook))
         if fail.get("interrupt") == name:
             raise KeyboardInterrupt
         if fail.get("at") == name:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from notebook_cells import NOTEBOOK_DIR, code_cells, load, source
 
-from cartokit import Thresholds, select, study
+from cartokit import SELECTORS, Thresholds, select, study
 from cartokit._validation import Options
 from cartokit.study import FULL, NOTEBOOKS, PAPER_SUBSETS, SCHEMA, validate_params
 from cartokit.study.params import LIST_PARAMS
@@ -317,7 +317,10 @@ def test_presets_are_valid_and_complete():
         validate_params(caller=f"the preset {name!r}", **preset)
         params = study.resolve_params(preset=name)
         assert set(PAPER_SUBSETS) <= set(params["selectors"])
-        assert {"low_forgetting", "high_forgetting", "hard", "easy"} <= set(params["selectors"])
+        assert {"low_forgetting", "high_forgetting", "low_confidence"} <= set(params["selectors"])
+        # no two selectors rank alike: each would give the report the same row twice
+        rankings = [SELECTORS.get(s, s) for s in params["selectors"]]
+        assert len(set(rankings)) == len(rankings), params["selectors"]
         assert params["mixtures"] == ["17% ambiguous + 10% easy"]
     assert study.load_preset("sentiment")["model"] == "minilm"
 

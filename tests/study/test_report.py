@@ -69,7 +69,9 @@ def test_report_embeds_the_map_the_table_and_the_human_comparison(tmp_path):
     assert report.startswith("# Dataset Cartography study: sentiment, minilm")
     assert "![data map](figures/data_map.png)" in report
     assert "| region | samples | share | median \\|human score\\| |" in report
-    assert "| easy | 30 | 0.333 | 2.02 |" in report
+    # the regions in words, apart from the subsets named after the easy and hard selectors
+    assert "| easy-to-learn | 30 | 0.333 | 2.02 |" in report and "| hard-to-learn | 30 |" in report
+    assert "not a region of the map" in report
     assert "| full 100% | 100 | **90.5 ± 0.7** | 50.5 ± 0.7 |" in report
     assert "## Do the map's regions match human judgement?" in report
     assert "| confidence |" in report and "Median |human score| per region: easy 2.02" in report

@@ -5,6 +5,7 @@ tests/test_notebooks.py runs the real notebooks)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +15,7 @@ from study_helpers import fake_results
 from cartokit import study
 from cartokit.cli import main
 from cartokit.study import NOTEBOOKS, RunError
+from cartokit.train.progress import PROGRESS_ENV
 
 
 def test_run_study_passes_each_notebook_its_parameters_and_the_run_folder(tmp_path, fake_papermill):
@@ -98,8 +100,8 @@ def test_cli_run_and_its_errors(tmp_path, fake_papermill, capsys):
     assert f"Report: {out.resolve() / 'report.md'}" in capsys.readouterr().err
     assert main(["run", "--preset", "nope", "--out", str(out)]) == 1
     assert (
-        "cartokit run: error: The 'preset' parameter of cartokit run must be one of "
-        "['digits', 'sentiment']. Got 'nope' instead." in capsys.readouterr().err
+        "cartokit run: error: --preset must be one of ['digits', 'sentiment']. Got 'nope' "
+        "instead." in capsys.readouterr().err
     )
     assert main(["run", "-p", "epochs=1", "--out", str(out)]) == 1
     assert (
@@ -186,3 +188,85 @@ def test_grid_checks_every_job_before_the_first_runs(tmp_path, fake_papermill):
     ):
         study.run_grid(grid, out=tmp_path / "g", log=lambda m: None)
     assert calls == []
+
+
+def test_a_grid_over_seed_keeps_the_job_seed_beside_the_retraining_seed(
+    tmp_path, fake_papermill, capsys
+):
+    """The example of `cartokit grid --help`: each job's results have their own `seed` column
+    (the retraining seed), so the job's axis becomes `job_seed`; a rerun skips both jobs and
+    collects the same table."""
+    calls, _ = fake_papermill
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("params: {epochs: 2}\ngrid:\n  seed: [0, 1]\n")
+    out = tmp_path / "g"
+    assert main(["grid", str(grid), "--out", str(out), "--quiet"]) == 0
+    results = pd.read_csv(out / "results.csv")
+    assert list(results.columns[:4]) == ["job", "dataset", "model", "job_seed"]
+    assert results.groupby("job")["job_seed"].unique().map(list).to_dict() == {
+        "seed=0": [0],
+        "seed=1": [1],
+    }
+    assert sorted(results["seed"].unique()) == sorted(fake_results()["seed"].unique())
+    assert "# Grid grid.yaml: 2 jobs" in (out / "summary.md").read_text()
+    assert "## seed=1 (done)" in (out / "summary.md").read_text()
+    assert [params["seed"] for name, params in calls if name == NOTEBOOKS[0]] == [0, 1]
+    # again: nothing runs, and the table comes out the same
+    assert main(["grid", str(grid), "--out", str(out), "--quiet"]) == 0
+    assert len(calls) == 2 * len(NOTEBOOKS)
+    pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), results)
+    assert "Grid results:" in capsys.readouterr().err
+
+
+def test_a_one_job_grid_counts_one_job(tmp_path, fake_papermill, capsys):
+    _, fail = fake_papermill
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("grid:\n  model: [mlp]\n")
+    study.run_grid(grid, out=tmp_path / "g", progress=False, log=lambda m: None)
+    assert (tmp_path / "g" / "summary.md").read_text().startswith("# Grid grid.yaml: 1 job\n")
+    fail["at"] = "02_map"
+    assert main(["grid", str(grid), "--out", str(tmp_path / "g"), "--force", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "1 of 1 grid job failed: ['model=mlp']" in err and "to retry it." in err
+
+
+def _injected_run_dir(notebook: Path) -> str:
+    cells = json.loads(notebook.read_text())["cells"]
+    (cell,) = [c for c in cells if "injected-parameters" in c["metadata"].get("tags", [])]
+    namespace: dict = {}
+    exec("".join(cell["source"]), namespace)
+    return namespace["run_dir"]
+
+
+def test_executed_notebooks_name_the_run_folder_not_the_staging_folder(tmp_path, fake_papermill):
+    _, fail = fake_papermill
+    out = tmp_path / "study"
+    study.run_study(out, progress=False, log=lambda m: None)
+    for name in NOTEBOOKS:
+        executed = out / "notebooks" / f"{name}.ipynb"
+        assert _injected_run_dir(executed) == str(out.resolve())
+        text = executed.read_text()
+        assert ".partial-" not in text and f"wrote {out.resolve()}/x.csv" in text
+    # a failed run's copies name the folder they are kept in
+    fail["at"] = "03_select"
+    with pytest.raises(RunError):
+        study.run_study(out, progress=False, log=lambda m: None)
+    failed = tmp_path / "study.failed"
+    for name in NOTEBOOKS[:3]:
+        assert _injected_run_dir(failed / "notebooks" / f"{name}.ipynb") == str(failed.resolve())
+    assert _injected_run_dir(out / "notebooks" / "03_select.ipynb") == str(out.resolve())
+
+
+def test_the_notebooks_kernels_print_finished_progress_bars(tmp_path, monkeypatch):
+    """A kernel started by cartokit run inherits CARTOKIT_PROGRESS=log (unless it is set)."""
+    papermill = pytest.importorskip("papermill")
+    seen = []
+    monkeypatch.setattr(
+        papermill, "execute_notebook", lambda *a, **k: seen.append(os.environ.get(PROGRESS_ENV))
+    )
+    monkeypatch.delenv(PROGRESS_ENV, raising=False)
+    study.execute_notebook(Path("a"), Path("b"), {}, kernel="k", cwd=tmp_path, progress=False)
+    assert seen == ["log"] and PROGRESS_ENV not in os.environ
+    monkeypatch.setenv(PROGRESS_ENV, "off")
+    study.execute_notebook(Path("a"), Path("b"), {}, kernel="k", cwd=tmp_path, progress=False)
+    assert seen == ["log", "off"] and os.environ[PROGRESS_ENV] == "off"

@@ -156,6 +156,28 @@ def test_build_subsets_names_orders_and_matches_select():
     )
 
 
+def test_selectors_that_rank_alike_give_one_subset_with_a_warning():
+    metrics = synthetic_metrics()
+    with pytest.warns(UserWarning) as caught:
+        subsets = study.build_subsets(
+            metrics,
+            selectors=["high_confidence", "easy", "hard", "low_confidence"],
+            fractions=[0.33],
+            curve_selector="easy",
+            curve_fractions=[0.33, 0.1],
+            mixtures=[],
+        )
+    assert list(subsets) == ["high_confidence 33%", "hard 33%", "easy 10%"]
+    assert [str(w.message) for w in caught] == [
+        "The selectors 'easy' and 'high_confidence' both take the highest confidence first, so "
+        "their subsets would be the same; only 'high_confidence' is kept. Leave 'easy' out of "
+        "the selectors.",
+        "The selectors 'low_confidence' and 'hard' both take the lowest confidence first, so "
+        "their subsets would be the same; only 'hard' is kept. Leave 'low_confidence' out of "
+        "the selectors.",
+    ]
+
+
 def test_full_alone_needs_no_fraction():
     subsets = study.build_subsets(synthetic_metrics(), selectors=["full"], fractions=[])
     assert list(subsets) == ["full 100%"] and len(subsets["full 100%"]) == 200
