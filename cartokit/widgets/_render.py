@@ -416,7 +416,7 @@ class DetailPanel:
         self.trajectory_figure = bqplot.Figure(
             marks=[self.trajectory],
             axes=[
-                bqplot.Axis(scale=x_scale, label="epoch", tick_format="d"),
+                bqplot.Axis(scale=x_scale, label="checkpoint (from 0)", tick_format="d"),
                 bqplot.Axis(scale=y_scale, side="left", label="gold-label prob."),
             ],
             title="",
@@ -676,7 +676,7 @@ def trajectory_png(
     if suggested is not None:
         ax.plot(epochs, suggested, color="#0072B2", label=f"suggested: {suggested_name}", **line)
     ax.set_ylim(-0.03, 1.03)
-    ax.set_xlabel("epoch", fontsize=9)
+    ax.set_xlabel("checkpoint (from 0)", fontsize=9)
     ax.set_ylabel("probability", fontsize=9)
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.tick_params(labelsize=8)
