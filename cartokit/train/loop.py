@@ -209,9 +209,8 @@ def fit(
     num_workers : int, default 0
         DataLoader worker processes.
     progress : bool, default True
-        Show progress bars (on rank 0): one over epochs, one over each epoch's steps with
-        the running loss and accuracy (:func:`cartokit.train.progress.progress_bar`: in a
-        notebook that ``cartokit run`` executes, one line when training ends).
+        Show progress bars on rank 0, over epochs and each epoch's steps (in a notebook that
+        ``cartokit run`` executes, one line when training ends: see ``train/progress.py``).
 
     Returns
     -------

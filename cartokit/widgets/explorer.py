@@ -70,8 +70,7 @@ class DataMapExplorer(widgets.VBox):
 
     * **Thresholds.** Three sliders set :class:`~cartokit.Thresholds`; moving one recolours the
       points and updates the live counts per region and per class (on all points, whatever is
-      filtered or drawn). The counts are an HTML table with class ``cartokit-counts`` whose
-      cells carry ``data-region`` attributes.
+      filtered or drawn).
     * **Axes and colour.** Dropdowns take any numeric metric column, ``region``, ``label``,
       ``predicted_label``, and the numeric or boolean columns of ``data.frame`` joined by id
       (e.g. ``flipped``, ``human_score``). Categorical columns are drawn with a seeded jitter.
@@ -123,8 +122,7 @@ class DataMapExplorer(widgets.VBox):
         Axis and colour columns, any of :attr:`columns`.
     filter_column : str or None traitlet
         Column of the filter, or None for no value filter.
-    filter_op : {">=", "<="} traitlet
-    filter_value : float traitlet
+    filter_op, filter_value : {">=", "<="} and float traitlets
     filter_class : int or None traitlet
         Show only this class (an index; a class name is converted), or None for all.
     tool : {"inspect", "lasso", "brush"} traitlet
@@ -158,16 +156,11 @@ class DataMapExplorer(widgets.VBox):
     Colab then loads the widgets' JavaScript from a public CDN. If the WebGL scatter does not
     appear there, use ``backend="svg"``.
 
-    The lasso selects the cells of a 96 x 72 grid over the plot (about 6 pixels each) that it
-    encloses, then every shown point in them: bqplot-gl 0.1.1's ``ScatterGL`` ignores lassos,
-    and an SVG scatter only knows the points it draws. With bqplot 0.13.1 and bqplot-gl 0.1.1
-    both installed, bqplot's ``BrushSelector`` draws its rectangle but never reports it (the
-    two JupyterLab extensions share one copy of d3), so the *brush* button is offered only
-    when bqplot-gl is not installed; ``tool = "brush"`` and a brush's ``selected_x`` /
-    ``selected_y`` are still handled, exactly, wherever a frontend sends them.
-
-    Python handles one slider move in well under 50 ms at 100,000 points (see
-    ``bench/slider_latency.py``); the browser's redraw is extra.
+    The lasso selects every shown point in the cells of a 96 x 72 grid (about 6 pixels each)
+    that it encloses: bqplot-gl 0.1.1's ``ScatterGL`` ignores lassos. With bqplot-gl installed,
+    bqplot 0.13.1's ``BrushSelector`` never reports its rectangle (the two extensions share one
+    d3), so *brush* is offered only without bqplot-gl. A slider move takes well under 50 ms of
+    Python at 100,000 points (``bench/slider_latency.py``); the browser's redraw is extra.
 
     Examples
     --------
