@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sys
 import warnings
@@ -15,21 +16,43 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-EXAMPLES = """\
-examples:
+DEMO_DESCRIPTION = (
+    "Train as notebook 01 of 'cartokit run --preset digits' (make demo) does, without "
+    "Jupyter: scikit-learn's bundled 8x8 digits in a stratified 80/20 split, --noise of the "
+    "training labels flipped to another class at random (cartokit.noise.inject_noise), and the "
+    "preset's small MLP trained by cartokit.fit, recording its training pass. At the same "
+    "--epochs, --noise and --seed it records the same dynamics as the study, so the region "
+    "counts are the same. Writes metrics.csv, dynamics.npz and data_map.png to the output "
+    "folder, which must be new, empty or an earlier demo's."
+)
+
+#: Each subcommand's examples; ``cartokit --help`` shows them all.
+COMMAND_EXAMPLES = {
+    "metrics": """\
   cartokit metrics runs/snli -o metrics.csv            # allenai/cartography output folder
   cartokit metrics signals.jsonl -o metrics.csv        # TrustAI training-signal file
   cartokit metrics runs/demo/dynamics.npz -o m.csv --burn-in 1
+""",
+    "select": """\
   cartokit select metrics.csv --by ambiguous --fraction 0.33 -o ids.txt
   cartokit select metrics.csv --by confidence --fraction 0.1 --lowest --balanced -o ids.txt
   cartokit select metrics.csv --region hard -o hard_ids.txt
   cartokit select metrics.csv --mixture "17% ambiguous + 10% easy" --seed 1 -o ids.txt
+""",
+    "demo": """\
   cartokit demo --out runs/demo
+""",
+    "run": """\
   cartokit run --preset digits --out runs/digits       # notebooks 01-04 with papermill
   cartokit run --preset sentiment -p epochs=5 -p "seeds=[0, 1]" --out runs/sentiment
   cartokit run --config study.yaml --out runs/study
+""",
+    "grid": """\
   cartokit grid grid.yaml --out runs/grid               # datasets x models x ... as jobs
-"""
+""",
+}
+
+EXAMPLES = "examples:\n" + "".join(COMMAND_EXAMPLES.values())
 
 
 GRID_EXAMPLE = """\
@@ -38,12 +61,35 @@ a grid file:
   params: {epochs: 10}           # optional: fixed parameters
   grid:                          # one job per combination of scalar parameters
     model: [mlp, cnn]
-    seed: [0, 1]
+    seed: [0, 1]                 # in results.csv: job_seed (seed is each retraining's)
     selectors: [full, random, ambiguous]   # list parameters: crossed inside each job
     fractions: [0.1, 0.33]
     seeds: [0, 1, 2]
   out: runs/grid                 # optional: the output folder
 """
+
+
+def _examples(command: str) -> str:
+    return "examples:\n" + COMMAND_EXAMPLES[command]
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and examples as written, and each option's default after its help (unless
+    the help already says it, or there is none to show)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" not in text
+            and action.option_strings
+            and default is not None
+            and default is not False  # a flag
+            and default != []
+            and default is not argparse.SUPPRESS
+        ):
+            text += " (default: %(default)s)"
+        return text
 
 
 class CliError(Exception):
@@ -114,6 +160,12 @@ def _cmd_select(args: argparse.Namespace) -> None:
         )
     else:
         by = args.by if args.by is not None else ("random" if args.region else "ambiguous")
+        if args.lowest and by == "random":
+            implied = "" if args.by is not None else ", which --region implies without --by"
+            raise CliError(
+                f"--lowest has no meaning for a random choice (--by random{implied}); leave "
+                "--lowest out, or give --by a selector or a column"
+            )
         fraction = args.fraction
         if fraction is None and args.region is None:
             fraction = 0.33
@@ -179,11 +231,17 @@ def _cmd_grid(args: argparse.Namespace) -> None:
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--notebooks", metavar="DIR", help="folder of notebooks 01-04 (default: found)")
+    p.add_argument(
+        "--notebooks",
+        metavar="DIR",
+        help="folder of notebooks 01-04 (default: $CARTOKIT_NOTEBOOKS, else the checkout's)",
+    )
     p.add_argument(
         "--kernel", help="Jupyter kernel (default: cartokit if registered, else python3)"
     )
-    p.add_argument("--quiet", action="store_true", help="no per-cell progress bars")
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress bar over each notebook's cells"
+    )
 
 
 def _add_metrics_command(sub: argparse._SubParsersAction) -> None:
@@ -195,8 +253,8 @@ def _add_metrics_command(sub: argparse._SubParsersAction) -> None:
         description="Compute confidence, variability, correctness, forgetting, AUM, EL2N, ... "
         "for every sample, from an allenai/cartography folder, a TrustAI signal file or a "
         "cartokit dynamics file.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_examples("metrics"),
+        formatter_class=_HelpFormatter,
     )
     p.add_argument("input", help="allenai run folder, TrustAI .jsonl, or cartokit .npz")
     p.add_argument("-o", "--output", required=True, help="metrics CSV to write")
@@ -204,9 +262,16 @@ def _add_metrics_command(sub: argparse._SubParsersAction) -> None:
         "--format",
         default="auto",
         choices=["auto", "allenai", "trustai", "cartokit"],
-        help="input format (default: detected)",
+        help="input format; auto detects it from the files",
     )
-    p.add_argument("--burn-in", type=int, default=0, help="leave out the first K checkpoints")
+    p.add_argument(
+        "--burn-in",
+        type=int,
+        default=0,
+        metavar="K",
+        help="leave out the first K recorded checkpoints (epochs, or a TrustAI file's recorded "
+        "steps), e.g. the first epochs of a fine-tune, which are often all near chance",
+    )
     p.set_defaults(func=_cmd_metrics)
 
 
@@ -216,24 +281,67 @@ def _add_select_command(sub: argparse._SubParsersAction) -> None:
         "select",
         help="select a subset of sample ids from a metrics CSV",
         description="Select sample ids by a metric, a region, at random, or a mixture. "
-        "Named selectors: ambiguous (highest variability), easy (highest confidence), hard "
-        "(lowest confidence), high_confidence, low_variability, high_correctness, "
-        "low_correctness, high_forgetting, low_aum, high_el2n, random, or any metric column.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "Named selectors rank the whole table: ambiguous (highest variability), easy (highest "
+        "confidence, as high_confidence), hard (lowest confidence, as low_confidence), "
+        "low_variability, high_correctness, low_correctness, high_forgetting, low_aum, "
+        "high_el2n, random, or any metric column. They are not the regions of the map: "
+        "--region hard selects within the hard-to-learn region.",
+        epilog=_examples("select"),
+        formatter_class=_HelpFormatter,
     )
     s.add_argument("metrics", help="metrics CSV written by 'cartokit metrics'")
     s.add_argument("-o", "--output", required=True, help="file to write, one id per line")
-    s.add_argument("--by", help="selector name or metric column (default: ambiguous)")
-    s.add_argument("--fraction", type=float, help="fraction of all samples, in (0, 1]")
-    s.add_argument("--lowest", action="store_true", help="take the lowest values of --by")
-    s.add_argument("--region", choices=["easy", "ambiguous", "hard"], help="restrict to a region")
-    s.add_argument("--mixture", help='e.g. "17%% ambiguous + 10%% easy"')
-    s.add_argument("--balanced", action="store_true", help="keep the class proportions")
-    s.add_argument("--seed", type=int, default=0, help="seed for random choices (default 0)")
-    s.add_argument("--ambiguous-variability", type=float, default=0.2, metavar="V")
-    s.add_argument("--easy-confidence", type=float, default=0.7, metavar="C")
-    s.add_argument("--hard-confidence", type=float, default=0.3, metavar="C")
+    s.add_argument(
+        "--by",
+        help="selector name or metric column to rank by (default: ambiguous; random with --region)",
+    )
+    s.add_argument(
+        "--fraction",
+        type=float,
+        help="share of all samples to select, in (0, 1] (default: 0.33; the whole region with "
+        "--region)",
+    )
+    s.add_argument(
+        "--lowest",
+        action="store_true",
+        help="take the lowest values of --by first (default: the selector's own order; a "
+        "column's highest values first)",
+    )
+    s.add_argument(
+        "--region",
+        choices=["easy", "ambiguous", "hard"],
+        help="select within this region of the map (default: the whole table)",
+    )
+    s.add_argument(
+        "--mixture",
+        help='shares of several selectors, e.g. "17%% ambiguous + 10%% easy"; replaces --by, '
+        "--fraction and --region",
+    )
+    s.add_argument(
+        "--balanced", action="store_true", help="keep the class proportions of the whole table"
+    )
+    s.add_argument("--seed", type=int, default=0, help="seed of random choices")
+    s.add_argument(
+        "--ambiguous-variability",
+        type=float,
+        default=0.2,
+        metavar="V",
+        help="variability at or above which a sample is in the ambiguous region",
+    )
+    s.add_argument(
+        "--easy-confidence",
+        type=float,
+        default=0.7,
+        metavar="C",
+        help="confidence at or above which a steady sample is in the easy-to-learn region",
+    )
+    s.add_argument(
+        "--hard-confidence",
+        type=float,
+        default=0.3,
+        metavar="C",
+        help="confidence at or below which a steady sample is in the hard-to-learn region",
+    )
     s.set_defaults(func=_cmd_select)
 
 
@@ -242,14 +350,21 @@ def _add_demo_command(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser(
         "demo",
         help="train on scikit-learn's digits while recording, and write a data map",
-        description="Train a small MLP on scikit-learn's bundled digits with some labels "
-        "flipped, record its training dynamics, and write metrics.csv, dynamics.npz and "
-        "data_map.png to the output folder, which must be new, empty or an earlier demo's.",
+        description=DEMO_DESCRIPTION,
+        epilog=_examples("demo"),
+        formatter_class=_HelpFormatter,
     )
-    d.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    d.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
-    d.add_argument("--noise", type=float, default=0.1, help="fraction of labels to flip")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--out", default="runs/demo", help="output folder")
+    d.add_argument("--epochs", type=int, default=20, help="training epochs, one checkpoint each")
+    d.add_argument(
+        "--noise", type=float, default=0.1, help="share of training labels flipped at random"
+    )
+    d.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the split, the flipped labels, the initialisation and the shuffle",
+    )
     d.set_defaults(func=_cmd_demo)
 
 
@@ -269,11 +384,14 @@ def _add_run_command(sub: argparse._SubParsersAction) -> None:
         "killed with kill -9 (SIGKILL) cannot clean up: OUT keeps the earlier run, no "
         "OUT.failed is written, and its outputs stay in the hidden folder .OUT.partial-PID "
         "beside OUT until the next run into OUT removes it.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_examples("run"),
+        formatter_class=_HelpFormatter,
     )
     source = r.add_mutually_exclusive_group()
-    source.add_argument("--preset", help="a preset: digits (make demo) or sentiment")
+    source.add_argument(
+        "--preset",
+        help="a preset: digits (make demo) or sentiment (default: the notebooks' own values)",
+    )
     source.add_argument("--config", metavar="FILE.yaml", help="parameters in a YAML file")
     r.add_argument(
         "-p",
@@ -283,7 +401,7 @@ def _add_run_command(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="set one parameter (value read as YAML), e.g. -p epochs=5; repeat for more",
     )
-    r.add_argument("--out", help="run folder (default runs/PRESET, runs/CONFIG or runs/default)")
+    r.add_argument("--out", help="run folder (default: runs/PRESET, runs/CONFIG or runs/default)")
     _add_run_options(r)
     r.set_defaults(func=_cmd_run)
 
@@ -295,11 +413,12 @@ def _add_grid_command(sub: argparse._SubParsersAction) -> None:
         help="run a parameter grid of studies and collect one results table",
         description="Run one study per combination of the grid's scalar parameters (datasets x "
         "models x ...); list parameters (selectors, fractions, seeds) are crossed inside each "
-        "study. Writes OUT/jobs/<job>/, OUT/results.csv, OUT/jobs.csv and OUT/summary.md. "
-        "Finished jobs are skipped when the grid runs again; failed ones are retried. OUT must "
-        "be new, empty, or a grid folder that cartokit wrote.",
-        epilog=GRID_EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "study. Writes OUT/jobs/<job>/, OUT/results.csv, OUT/jobs.csv and OUT/summary.md; in "
+        "results.csv, a grid axis named like a column of a study's results (seed) is "
+        "job_<name>. Finished jobs are skipped when the grid runs again; failed ones are "
+        "retried. OUT must be new, empty, or a grid folder that cartokit wrote.",
+        epilog=_examples("grid") + "\n" + GRID_EXAMPLE,
+        formatter_class=_HelpFormatter,
     )
     g.add_argument("file", help="grid file (YAML)")
     g.add_argument("--out", help="output folder (default: the file's out, else runs/FILE)")
@@ -315,7 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cartokit",
         description="Dataset Cartography: training-dynamics metrics, data maps and subsets.",
         epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"cartokit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -328,13 +447,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 @contextmanager
-def _one_line_warnings(command: str) -> Iterator[None]:
+def _one_line_warnings(command: str, options: dict[str, str]) -> Iterator[None]:
     """While a command runs, each warning prints as one line, ``cartokit <command>: warning:
-    <message>``, not as Python's two lines that quote cartokit's source."""
+    <message>`` (:func:`in_user_terms`), not as Python's two lines that quote cartokit's
+    source."""
     previous = warnings.showwarning
 
     def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001, ANN202
-        text = " ".join(str(message).split())
+        text = in_user_terms(str(message), command, options)
         print(f"cartokit {command}: warning: {text}", file=file or sys.stderr)
 
     warnings.showwarning = show
@@ -344,27 +464,97 @@ def _one_line_warnings(command: str) -> Iterator[None]:
         warnings.showwarning = previous
 
 
+# A function that the library names as the caller in its messages: snake_case with an
+# underscore (detect_format, compute_metrics, select_mixture), or select; never "cartokit run"
+# or "job x of grid.yaml", nor a file name.
+_CALLER = r"(?:[a-z][a-z0-9]*(?:_[a-z0-9]+)+|select)"
+
+# the verbs that follow "The part 'x' of <caller>" and the like
+_VERB = r"(?:must|is|are|asks|has|have|round|rounds|needs)\b"
+
+
+def _options(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """A parser's options by their names in the library: ``{"burn_in": "--burn-in", ...}``."""
+    return {
+        action.dest: max(action.option_strings, key=len)
+        for action in parser._actions
+        if action.option_strings and action.dest != "help"
+    }
+
+
+def in_user_terms(message: str, command: str, options: dict[str, str]) -> str:
+    """A library message as the command line's user reads it, on one line.
+
+    * a caller prefix goes (``detect_format: x does not exist`` -> ``x does not exist``), and a
+      function that starts a sentence becomes the command (``compute_metrics uses 2
+      checkpoint(s)`` -> ``cartokit metrics uses 2 checkpoint(s)``);
+    * a parameter that is an option of the command is named by the option (``The 'burn_in'
+      parameter of compute_metrics`` -> ``--burn-in``; ``format=`` -> ``--format``;
+      ``hard_confidence`` -> ``--hard-confidence``); another loses its function (``The 'x'
+      parameter``), and a ``-p`` parameter of ``cartokit run`` stays as it is.
+
+    >>> in_user_terms("The 'fraction' parameter of select must be a float in the range (0, "
+    ...               "1]. Got 1.5 instead.", "select", {"fraction": "--fraction"})
+    '--fraction must be a float in the range (0, 1]. Got 1.5 instead.'
+    >>> in_user_terms("detect_format: cannot tell the format of x.txt; pass format=", "metrics",
+    ...               {"format": "--format"})
+    'Cannot tell the format of x.txt; pass --format'
+    """
+    text = " ".join(message.split())
+    rest = re.sub(rf"^(?:cartokit {command}|{_CALLER}): ", "", text)
+    if rest != text:  # the sentence starts after the prefix: with a capital, unless a path
+        text = re.sub(r"^[a-z]+ ", lambda m: m[0].capitalize(), rest)
+    text = re.sub(rf"^{_CALLER}(?= [a-z])", f"cartokit {command}", text)
+
+    def parameter(match: re.Match[str]) -> str:
+        if match["name"] in options:
+            return options[match["name"]]
+        if match["caller"] == f"cartokit {command}":  # a -p KEY of cartokit run
+            return match[0]
+        return f"The {match['name']!r} parameter"
+
+    named = re.compile(
+        rf"The '(?P<name>\w+)' (?:parameter|threshold)"
+        rf"(?: of (?P<caller>{_CALLER}\b|cartokit {command}\b))?"
+    )
+    found = named.search(text)
+    if found and found["name"] in options:
+        text = text.replace(", or None. Got", ". Got")  # an option is never None
+    text = named.sub(parameter, text)
+    text = re.sub(
+        r"\b(\w+)=('?)([\w.-]*)\2",
+        lambda m: f"{options[m[1]]} {m[3]}".strip() if m[1] in options else m[0],
+        text,
+    )
+    for name, option in options.items():
+        if "_" in name:
+            text = re.sub(rf"\b{name}\b", option, text)
+    return re.sub(rf" of {_CALLER} (?={_VERB})", " ", text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cartokit`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    options = _options(subparsers.choices[args.command])
     try:
-        with _one_line_warnings(args.command):
+        with _one_line_warnings(args.command, options):
             args.func(args)
     except CliError as err:
         print(f"cartokit {args.command}: error: {err}", file=sys.stderr)
         return 1
     except (ValueError, TypeError, RuntimeError) as err:
-        message = " ".join(str(err).split())
+        message = in_user_terms(str(err), args.command, options)
         print(f"cartokit {args.command}: error: {message}", file=sys.stderr)
         return 1
     except OSError as err:  # a file that cannot be read or written: its path and the reason
         if err.filename is not None and err.strerror:
             where = f"{err.filename} -> {err.filename2}" if err.filename2 else err.filename
-            message = f"{where}: {err.strerror}"
+            message = " ".join(f"{where}: {err.strerror}".split())
         else:  # cartokit's own FileNotFoundError sentences
-            message = str(err)
-        print(f"cartokit {args.command}: error: {' '.join(message.split())}", file=sys.stderr)
+            message = in_user_terms(str(err), args.command, options)
+        print(f"cartokit {args.command}: error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as err:
         # a run or grid has already said where its partial outputs are; the others write

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -158,9 +159,182 @@ def test_warnings_print_as_one_line_naming_the_command(saved_dynamics, tmp_path,
     assert main(["metrics", str(path), "-o", str(tmp_path / "m.csv")]) == 0
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines[0] == (
-        "cartokit metrics: warning: compute_metrics uses 2 checkpoint(s); variability and "
+        "cartokit metrics: warning: cartokit metrics uses 2 checkpoint(s); variability and "
         "forgetting need at least 3 to mean much. Record more epochs, or use sub-epoch "
         "checkpoints."
     )
     assert len(lines) == 2 and lines[1].startswith("30 samples x 2 checkpoints")
     assert warnings.showwarning is before
+
+
+# ------------------------------------------------------------------------------ help texts
+
+
+def _subparsers() -> dict:
+    import argparse
+
+    from cartokit.cli import build_parser
+
+    parser = build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def test_each_subcommand_shows_only_its_own_examples():
+    from cartokit.cli import COMMAND_EXAMPLES
+
+    for command, sub in _subparsers().items():
+        text = sub.format_help()
+        shown = [line.split()[1] for line in text.splitlines() if line.startswith("  cartokit ")]
+        assert shown and set(shown) == {command}, (command, shown)
+        assert COMMAND_EXAMPLES[command] in text
+
+
+def test_every_option_has_help_and_shows_its_default():
+    for command, sub in _subparsers().items():
+        text = " ".join(sub.format_help().split())
+        for action in sub._actions:
+            assert action.help, (command, action.dest)
+            default = action.default
+            if action.option_strings and default not in (None, False, [], "==SUPPRESS=="):
+                assert f"(default: {default})" in text, (command, action.dest)
+    select = " ".join(_subparsers()["select"].format_help().split())
+    assert "--fraction FRACTION share of all samples to select, in (0, 1] (default: 0.33;" in select
+    assert "(default: ambiguous; random with --region)" in select
+    for region, default in (("ambiguous", 0.2), ("easy-to-learn", 0.7), ("hard-to-learn", 0.3)):
+        assert f"in the {region} region (default: {default})" in select
+    assert "--seed SEED seed of random choices (default: 0)" in select
+    demo = " ".join(_subparsers()["demo"].format_help().split())
+    assert "flipped at random (default: 0.1)" in demo and "(default: 20)" in demo
+    metrics = " ".join(_subparsers()["metrics"].format_help().split())
+    assert "--burn-in K leave out the first K recorded checkpoints" in metrics
+
+
+# ------------------------------------------------------------------------------ errors
+
+
+def _internal_names() -> set[str]:
+    """Every function and method of the package with an underscore in its name, less the words
+    a user knows: selectors, metric columns, study parameters."""
+    import ast
+
+    from cartokit import SELECTORS
+    from cartokit.study import SCHEMA
+
+    package = Path(__file__).resolve().parents[1] / "cartokit"
+    names = set()
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                names.add(node.name)
+    rng = np.random.default_rng(0)
+    columns = compute_metrics(
+        TrainingDynamics.from_logits(rng.normal(size=(3, 4, 2)), [0, 1, 0, 1])
+    ).columns
+    known = {*SELECTORS, *columns, *SCHEMA}
+    return {n for n in names if "_" in n.strip("_") and n.strip("_") not in known}
+
+
+BAD_INPUTS = [
+    ["metrics", "nope.jsonl", "-o", "o.csv"],
+    ["metrics", "bad.jsonl", "-o", "o.csv"],
+    ["metrics", "m.csv", "-o", "o.csv"],
+    ["metrics", "dyn.npz", "-o", "o.csv", "--burn-in", "30"],
+    ["metrics", "dyn.npz", "-o", "o.csv", "--burn-in", "-1"],
+    ["metrics", "dyn.npz", "-o", "o.csv", "--format", "allenai"],
+    ["metrics", "dyn.npz", "-o", "o.csv", "--format", "trustai"],
+    ["select", "nope.csv", "-o", "i.txt"],
+    ["select", "bad.csv", "-o", "i.txt"],
+    ["select", "m.csv", "--by", "ambigous", "-o", "i.txt"],
+    ["select", "m.csv", "--fraction", "1.5", "-o", "i.txt"],
+    ["select", "m.csv", "--fraction", "0.0001", "-o", "i.txt"],
+    ["select", "m.csv", "--mixture", "17% ambigous + 10% easy", "-o", "i.txt"],
+    ["select", "m.csv", "--mixture", "90% ambiguous + 90% easy", "-o", "i.txt"],
+    ["select", "m.csv", "--mixture", "10% ambiguous", "--seed", "-2", "-o", "i.txt"],
+    ["select", "m.csv", "--easy-confidence", "0.2", "-o", "i.txt"],
+    ["select", "m.csv", "--ambiguous-variability", "0.9", "-o", "i.txt"],
+    ["select", "m.csv", "--by", "random", "--seed", "-1", "-o", "i.txt"],
+    ["select", "m.csv", "--by", "random", "--lowest", "-o", "i.txt"],
+    ["select", "m.csv", "--region", "hard", "--lowest", "-o", "i.txt"],
+    ["demo", "--epochs", "1", "--out", "d"],
+    ["demo", "--noise", "1.5", "--out", "d"],
+    ["demo", "--seed", "-3", "--out", "d"],
+    ["run", "--preset", "digitz", "--out", "r"],
+    ["run", "-p", "epochs=1", "--out", "r"],
+    ["grid", "nope.yaml"],
+]
+
+
+def test_errors_name_options_and_files_never_an_internal_function(
+    saved_dynamics, tmp_path, monkeypatch, capsys
+):
+    """Each bad input gets one line in the user's terms: the option (--burn-in), the file,
+    the command; never the library function that found it ("detect_format: ...")."""
+    from cartokit.cli import _options
+
+    path, _ = saved_dynamics
+    monkeypatch.chdir(tmp_path)
+    path.rename("dyn.npz")
+    assert main(["metrics", "dyn.npz", "-o", "m.csv"]) == 0
+    Path("bad.jsonl").write_text("not json\n")
+    Path("bad.csv").write_text("a,b\n1,2\n")
+    capsys.readouterr()
+    internal = _internal_names()
+    assert {"detect_format", "compute_metrics", "select_mixture", "run_demo"} <= internal
+    subparsers = _subparsers()
+    for argv in BAD_INPUTS:
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"cartokit {argv[0]}: error: "), err
+        named = {n for n in internal if re.search(rf"\b{n}\b", err)}
+        assert not named, (argv, err)
+        assert " parameter of select" not in err and "or None" not in err, err
+        options = _options(subparsers[argv[0]])
+        assert not [d for d in options if "_" in d and re.search(rf"\b{d}\b", err)], err
+    assert not Path("o.csv").exists() and not Path("i.txt").exists()
+
+
+def test_error_lines_in_the_users_terms(saved_dynamics, tmp_path, monkeypatch, capsys):
+    path, _ = saved_dynamics
+    monkeypatch.chdir(tmp_path)
+    main(["metrics", str(path), "-o", "m.csv"])
+    capsys.readouterr()
+
+    def line(*argv: str) -> str:
+        assert main(list(argv)) == 1
+        return capsys.readouterr().err.strip()
+
+    assert line("metrics", "nope.jsonl", "-o", "o.csv") == (
+        "cartokit metrics: error: nope.jsonl does not exist."
+    )
+    assert line("metrics", str(path), "-o", "o.csv", "--burn-in", "-1") == (
+        "cartokit metrics: error: --burn-in must be an int >= 0. Got -1 instead."
+    )
+    assert line("select", "m.csv", "--fraction", "1.5", "-o", "i.txt") == (
+        "cartokit select: error: --fraction must be a float in the range (0, 1]. Got 1.5 instead."
+    )
+    assert line("select", "m.csv", "--easy-confidence", "0.2", "-o", "i.txt") == (
+        "cartokit select: error: --hard-confidence (0.3) must not exceed --easy-confidence "
+        "(0.2); lower --hard-confidence or raise --easy-confidence."
+    )
+    assert line("select", "m.csv", "--region", "hard", "--lowest", "-o", "i.txt") == (
+        "cartokit select: error: --lowest has no meaning for a random choice (--by random, "
+        "which --region implies without --by); leave --lowest out, or give --by a selector or "
+        "a column"
+    )
+
+
+def test_a_misspelled_selector_gets_a_did_you_mean(saved_dynamics, tmp_path, capsys):
+    path, _ = saved_dynamics
+    metrics_csv = tmp_path / "m.csv"
+    main(["metrics", str(path), "-o", str(metrics_csv)])
+    capsys.readouterr()
+    out = str(tmp_path / "ids.txt")
+    assert main(["select", str(metrics_csv), "--by", "ambigous", "-o", out]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("cartokit select: error: --by must be a selector name")
+    assert err.strip().endswith("Did you mean 'ambiguous'?")
+    assert (
+        main(["select", str(metrics_csv), "--mixture", "17% ambigous + 10% easy", "-o", out]) == 1
+    )
+    assert capsys.readouterr().err.strip().endswith("Did you mean 'ambiguous'?")
