@@ -135,6 +135,32 @@ def _check_values(dyn: TrainingDynamics, pred: np.ndarray, *, caller: str) -> No
             )
 
 
+def _host_scores(scores: Any, *, kind: str, caller: str) -> np.ndarray:
+    """Scores as a numpy array: a torch tensor is detached and brought to the host."""
+    if hasattr(scores, "detach"):  # a torch tensor; torch is loaded already, so this is free
+        import torch
+
+        tensor = scores.detach().cpu()
+        if tensor.dtype not in (torch.float32, torch.float64):
+            tensor = tensor.to(torch.float32)  # bfloat16 and friends have no numpy dtype
+        return tensor.numpy()
+    x = np.asarray(scores)
+    if x.dtype.kind not in "biuf":
+        raise TypeError(f"{caller}: {kind} must be numeric. Got an array of dtype {x.dtype}.")
+    return x
+
+
+def _row_sums(x: np.ndarray) -> np.ndarray:
+    """``x.sum(axis=2)`` in float32, adding the classes in order as torch does."""
+    if x.shape[2] > 32:
+        return x.sum(axis=2, dtype=np.float32)
+    # One class at a time: numpy reduces a short last axis row by row, several times slower.
+    total = x[:, :, 0].astype(np.float32)
+    for k in range(1, x.shape[2]):
+        np.add(total, x[:, :, k], out=total, dtype=np.float32)  # float64 input: cast first
+    return total
+
+
 class TrainingDynamics:
     """Per-checkpoint statistics of every training sample, from one training run.
 
@@ -342,42 +368,56 @@ class TrainingDynamics:
         kind: str,
         caller: str,
     ) -> TrainingDynamics:
-        import torch
+        # numpy all the way: reading a file and computing its metrics never imports torch.
+        from cartokit.metrics import checkpoint_stats_numpy
 
-        from cartokit.metrics import checkpoint_stats
-
-        x = torch.as_tensor(np.ascontiguousarray(scores) if not torch.is_tensor(scores) else scores)
-        x = x.detach().to("cpu", torch.float32)
+        x = _host_scores(scores, kind=kind, caller=caller)
         if x.ndim != 3 or x.shape[2] < 2:
             raise ValueError(
                 f"{caller}: expected an array of shape (epochs, samples, classes) with at least "
                 f"2 classes. Got shape {tuple(x.shape)}; for a single epoch use x[None]."
             )
         n_epochs, n_samples, n_classes = x.shape
-        finite = torch.isfinite(x).all(dim=2)
-        if not bool(finite.all()):
-            e, i = (int(v[0]) for v in torch.nonzero(~finite, as_tuple=True))
+        if not np.isfinite(x).all():  # a whole-array reduction first: per-row ones are slow
+            finite = np.isfinite(x).all(axis=2)
+            e, i = (int(v[0]) for v in np.nonzero(~finite))
             raise ValueError(
                 f"{caller}: {kind} must be finite; epoch {e}, sample {i} holds NaN or inf "
                 f"({int((~finite).sum())} rows in all). Check the model for divergence."
             )
+        totals = None
         if kind == "probs":
-            if bool((x < 0).any()):
+            if x.size and x.min() < 0:
                 raise ValueError(
                     f"{caller}: probabilities must be >= 0. Got a minimum of {float(x.min())}; "
                     "pass logits to from_logits instead."
                 )
-            total = x.sum(dim=2, keepdim=True)
-            if bool((total <= 0).any()):
+            totals = _row_sums(x)
+            if (totals <= 0).any():
                 raise ValueError(f"{caller}: every probability row must have a positive sum.")
-            x = torch.log((x / total).clamp_min(np.finfo(np.float32).tiny))
         labels_np = check_labels(np.asarray(labels), n_classes, caller=caller)
         if labels_np.shape[0] != n_samples:
             raise ValueError(f"{caller}: got {labels_np.shape[0]} labels for {n_samples} samples.")
-        y = torch.from_numpy(labels_np)
-        stats = [checkpoint_stats(x[e], y) for e in range(n_epochs)]
-        gold, margin, sq_err, pred = (torch.stack([s[k] for s in stats]).numpy() for k in range(4))
-        probs = torch.softmax(x, dim=2).numpy() if store_probs else None
+        shape = (n_epochs, n_samples)
+        gold, margin, sq_err = (np.empty(shape, dtype=np.float32) for _ in range(3))
+        pred = np.empty(shape, dtype=pred_dtype(n_classes))
+        probs = np.empty((*shape, n_classes), dtype=np.float32) if store_probs else None
+        for e in range(n_epochs):
+            if totals is None:
+                scores_e, pred_from = x[e], None
+            else:
+                # log p serves as logits (softmax(log p) = p); the argmax is taken on the
+                # probabilities as given, which a float32 log may turn into ties.
+                p = x[e].astype(np.float32) / totals[e][:, None]
+                scores_e, pred_from = np.log(np.maximum(p, np.finfo(np.float32).tiny)), x[e]
+            stats = checkpoint_stats_numpy(scores_e, labels_np, pred_from=pred_from)
+            for out, value in zip((gold, margin, sq_err, pred), stats, strict=True):
+                out[e] = value
+            if probs is not None:
+                z = scores_e.astype(np.float32)
+                z -= z.max(axis=1, keepdims=True)
+                np.exp(z, out=z)
+                probs[e] = z / z.sum(axis=1, keepdims=True)
         return cls(
             ids=ids,
             labels=labels_np,

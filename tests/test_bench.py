@@ -4,6 +4,7 @@ full-size commands in the README's Performance table."""
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import re
@@ -56,6 +57,7 @@ def test_allenai_metrics_against_the_allenai_style_baseline():
     for key in ("cartokit_s", "cartokit_cpu_s", "baseline_s", "baseline_cpu_s", "speedup"):
         assert out[key] > 0, key
     assert out["cpu_speedup"] > 0 and out["cartokit_peak_mb"] > 0
+    assert len(out["cartokit_wall_runs_s"]) == len(out["baseline_wall_runs_s"]) == 2
     assert "lighter than the real script" in out["baseline"]
     assert out["rows_compared"] == 2000 and out["metrics_max_abs_diff"] < 1e-5  # same metrics
 
@@ -68,6 +70,48 @@ def test_allenai_metrics_refuses_zero_repeats():
     )
     assert done.returncode == 2
     assert "--repeats must be at least 1. Got 0 instead." in done.stderr
+
+
+def test_trustai_metrics_against_the_trustai_style_baseline(tmp_path):
+    kept = tmp_path / "output_data.json"
+    out = bench(
+        "trustai_metrics.py", "--samples", "300", "--steps", "4", "--repeats", "2",
+        "--keep", str(kept),
+    )  # fmt: skip
+    assert (out["samples"], out["steps"], out["classes"], out["lines"]) == (300, 4, 3, 1200)
+    for key in ("cartokit_s", "cartokit_cpu_s", "baseline_s", "baseline_cpu_s", "speedup"):
+        assert out[key] > 0, key
+    assert out["cartokit_peak_mb"] > 0 and out["baseline_peak_mb"] > 0
+    assert len(out["cartokit_wall_runs_s"]) == len(out["baseline_wall_runs_s"]) == 2
+    assert "not TrustAI's code" in out["baseline"]
+    # both compute the same statistics from the same file
+    assert out["rows_compared"] == 300
+    assert out["max_abs_diff_correctness"] < 1e-6 and out["max_abs_diff_forgetting"] == 0
+    for key in ("confidence", "variability_squared", "min_prob", "max_prob"):
+        assert out[f"max_abs_diff_{key}"] < 1e-6, key
+    # the file is what TrustAI's trainer writes: str() of each record, step after step
+    lines = kept.read_text().splitlines()
+    assert len(lines) == 1200
+    for line in lines[:5] + lines[-5:]:
+        record = ast.literal_eval(line)
+        assert str(record) == line
+        assert list(record) == [
+            "id", "label", "pred_label", "noisy_label", "correct", "loss", "probs", "label_probs"
+        ]  # fmt: skip
+        assert record["correct"] == ("true" if record["pred_label"] == record["label"] else "false")
+        assert record["label_probs"] == record["probs"][record["label"]]
+    assert [ast.literal_eval(line)["id"] for line in lines[300:303]] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("arg", ["--repeats", "--samples", "--steps"])
+def test_trustai_metrics_refuses_zero_sizes(arg):
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "trustai_metrics.py"), arg, "0"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert f"{arg} must be at least 1. Got 0 instead." in done.stderr
 
 
 def test_slider_latency():

@@ -6,6 +6,8 @@ import json
 import math
 import os
 import re
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -160,6 +162,42 @@ def test_from_probabilities_zero_probability_stays_finite():
     assert dyn.pred[0, 0] == 0
 
 
+def test_from_probabilities_decides_near_ties_on_the_probabilities():
+    # Before: correctness came from argmax(log p) in float32, where torch's log maps 0.34000003
+    # and 0.34 to one number, so label 1 lost the tie to class 0 and counted as wrong.
+    p = np.array([[[0.34, 0.34000003, 0.31999997]]], dtype=np.float32)
+    dyn = TrainingDynamics.from_probabilities(p, labels=[1])
+    assert dyn.pred.tolist() == [[1]] and dyn.correct.tolist() == [[True]]
+    assert dyn.margin[0, 0] >= 0  # the gold class is (within float32) the best one
+    # float64 probabilities that only float64 tells apart: compared as given
+    p64 = np.array([[[0.34, 0.3400000000001, 0.3199999999999]]])
+    assert TrainingDynamics.from_probabilities(p64, labels=[1]).correct.tolist() == [[True]]
+    # an exact tie still goes to the first class, as argmax does
+    tie = np.array([[[0.4, 0.4, 0.2]]])
+    assert TrainingDynamics.from_probabilities(tie, labels=[1]).pred.tolist() == [[0]]
+
+
+def test_bfloat16_tensors_are_read_in_float32():
+    logits, labels = _random_case(3)
+    t = torch.tensor(logits, dtype=torch.bfloat16)
+    want = TrainingDynamics.from_logits(t.float().numpy(), labels)
+    _assert_same_dynamics(TrainingDynamics.from_logits(t, labels), want)
+
+
+def test_the_constructors_run_without_torch():
+    # cartokit metrics reads a file and builds a record with these: torch costs ~1 s to import
+    code = (
+        "import sys, numpy as np\n"
+        "from cartokit.dynamics import TrainingDynamics\n"
+        "p = np.random.default_rng(0).dirichlet(np.ones(3), size=(4, 5))\n"
+        "TrainingDynamics.from_probabilities(p, [0, 1, 2, 0, 1], store_probs=True)\n"
+        "TrainingDynamics.from_logits(np.log(p), [0, 1, 2, 0, 1])\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 # ------------------------------------------------------------------------ errors
 
 BAD_ARRAYS = [
@@ -246,6 +284,15 @@ BAD_ARRAYS = [
 def test_constructor_errors(method, scores, labels, match):
     with pytest.raises(ValueError, match=match):
         getattr(TrainingDynamics, method)(scores, labels)
+
+
+@pytest.mark.parametrize("method", ["from_logits", "from_probabilities"])
+def test_non_numeric_scores_are_a_type_error(method):
+    kind = "logits" if method == "from_logits" else "probs"
+    with pytest.raises(
+        TypeError, match=rf"{method}: {kind} must be numeric\. Got an array of dtype <U3"
+    ):
+        getattr(TrainingDynamics, method)(np.full((3, 2, 2), "0.5"), [0, 1])
 
 
 def test_non_integer_labels_are_a_type_error():

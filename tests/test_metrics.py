@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import cartokit.metrics as metrics_module
 from cartokit import TrainingDynamics, compute_metrics
-from cartokit.metrics import checkpoint_stats
+from cartokit.metrics import checkpoint_stats, checkpoint_stats_numpy
 
 COLUMNS = [
     "label",
@@ -295,6 +295,115 @@ def test_checkpoint_stats_empty_and_half_precision():
     assert gold.dtype == torch.float32
     assert float(gold) == pytest.approx(0.75, abs=2e-3)
     assert int(pred) == 1
+
+
+# ----------------------------------------------------------------------- the numpy twin
+
+F32_EPS = float(np.finfo(np.float32).eps)
+
+
+def _hostile_logits(rng: np.random.Generator, n: int, classes: int) -> np.ndarray:
+    """Logits of every scale, with exact ties, float16-rounded rows and extremes."""
+    scale = rng.choice([1e-3, 0.1, 1.0, 10.0, 60.0, 1e4], size=(n, 1))
+    x = rng.normal(size=(n, classes)) * scale
+    x[: n // 8] = np.round(x[: n // 8])  # ties, between gold and others too
+    x[n // 8 : n // 4] = x[n // 8 : n // 4].astype(np.float16)  # float16-ish: many ties
+    x[n // 4 : n // 4 + 3] = 0.0  # every class tied
+    x[n // 4 + 3 : n // 4 + 6, 0] = 3e37  # near float32's largest
+    x[n // 4 + 6 : n // 4 + 9, -1] = -3e37
+    return x.astype(np.float32)
+
+
+def _reference(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The four statistics in float64 from the float32 logits: what both kernels round."""
+    z = x.astype(np.float64)
+    rows = np.arange(len(y))
+    shifted = z - z.max(axis=1, keepdims=True)
+    logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    p = np.exp(logp)
+    onehot = np.eye(x.shape[1])[y]
+    others = np.where(onehot == 1, -np.inf, z).max(axis=1)
+    return p[rows, y], z[rows, y] - others, ((p - onehot) ** 2).sum(axis=1), z.argmax(axis=1)
+
+
+def _assert_float32_close(got, want, x, who: str, *, floor: float = 0.0) -> None:
+    """Agreement to float32 rounding: an error of a few ulps in ``logit - logsumexp``, whose
+    ulp grows with the logits' scale, moves p by that much relative and ||p - y||^2 by twice
+    sqrt(||p - y||^2) as much. ``floor`` is a relative error allowed whatever the scale."""
+    gold, margin, sq_err, pred = (np.asarray(v, dtype=np.float64) for v in got)
+    gold_w, margin_w, sq_w, pred_w = want
+    scale = np.maximum(1.0, np.abs(x.astype(np.float64)).max(axis=1))
+    delta = np.maximum(16 * F32_EPS * scale, floor)
+    checks = {
+        "gold_prob": (gold, gold_w, delta * gold_w + 1e-37),
+        "sq_error": (sq_err, sq_w, 4 * np.sqrt(sq_w) * delta + delta**2 + delta * sq_w + 1e-37),
+    }
+    for name, (a, b, bound) in checks.items():
+        bad = np.flatnonzero(~(np.abs(a - b) <= bound))
+        assert not bad.size, (
+            f"{who} {name}: {bad.size} rows off, e.g. row {bad[0]} logits {x[bad[0]].tolist()} "
+            f"got {a[bad[0]]!r} want {b[bad[0]]!r}"
+        )
+    np.testing.assert_allclose(margin, margin_w, rtol=2 * F32_EPS, atol=0, err_msg=who)
+    np.testing.assert_array_equal(pred, pred_w, err_msg=who)
+
+
+@pytest.mark.parametrize("classes", [2, 3, 10, 33, 200])
+def test_numpy_kernel_matches_the_torch_kernel_to_float32_rounding(classes):
+    rng = np.random.default_rng(classes)
+    x = _hostile_logits(rng, 4000, classes)
+    y = rng.integers(0, classes, size=4000)
+    want = _reference(x, y)
+    ours = checkpoint_stats_numpy(x, y)
+    torch_stats = [t.numpy() for t in checkpoint_stats(torch.from_numpy(x), torch.from_numpy(y))]
+    _assert_float32_close(ours, want, x, "numpy")
+    # torch's float32 exp on the CPU is, in about one process in ten here, off by up to 1.5e-4
+    # relative on some elements (torch 2.13): its kernel gets that much slack, numpy's none.
+    _assert_float32_close(torch_stats, want, x, "torch", floor=5e-4)
+    # the exact parts are exact in both: the argmax (first maximum) and the margin
+    np.testing.assert_array_equal(ours[3], torch_stats[3])
+    np.testing.assert_array_equal(ours[1], torch_stats[1])
+    assert [v.dtype for v in ours] == [np.float32] * 3 + [np.int64]
+
+
+def test_numpy_kernel_on_float16_and_float64_input_rounds_like_float32():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(300, 4)).astype(np.float16)
+    y = rng.integers(0, 4, size=300)
+    ours = checkpoint_stats_numpy(x, y)
+    torch_stats = [t.numpy() for t in checkpoint_stats(torch.from_numpy(x), torch.from_numpy(y))]
+    np.testing.assert_array_equal(ours[3], torch_stats[3])
+    _assert_float32_close(ours, _reference(x.astype(np.float32), y), x, "numpy")
+    # float64 logits that only float64 tells apart are a tie in float32: the first class wins
+    close = np.array([[1.0, 1.0 + 1e-12]])
+    assert checkpoint_stats_numpy(close, np.array([1]))[3].tolist() == [0]
+
+
+def test_numpy_kernel_chunks_agree_and_leave_the_input_alone(monkeypatch):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(11, 4)).astype(np.float32)
+    y = rng.integers(0, 4, size=11)
+    before = x.copy()
+    whole = checkpoint_stats_numpy(x, y)
+    monkeypatch.setattr(metrics_module, "CHUNK_VALUES", 4)  # one row per chunk
+    chunked = checkpoint_stats_numpy(x, y)
+    for a, b in zip(whole, chunked, strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(x, before)  # the gold logit is masked in a copy
+    empty = checkpoint_stats_numpy(np.empty((0, 3)), np.empty(0, dtype=np.int64))
+    assert [v.shape for v in empty] == [(0,)] * 4
+
+
+def test_numpy_kernel_takes_the_prediction_from_pred_from():
+    # log(0.34000003) and log(0.34) are one float32 in torch: the tie would go to class 0
+    probs = np.array([[0.34, 0.34000003, 0.31999997]], dtype=np.float32)
+    logp = torch.log(torch.from_numpy(probs)).numpy()
+    assert logp[0, 0] == logp[0, 1]
+    assert checkpoint_stats_numpy(logp, np.array([1]))[3].tolist() == [0]
+    assert checkpoint_stats_numpy(logp, np.array([1]), pred_from=probs)[3].tolist() == [1]
+    wide = np.zeros((1, 40), dtype=np.float32)  # many classes: numpy's argmax
+    wide[0, [7, 30]] = 1.0
+    assert checkpoint_stats_numpy(wide, np.array([0]), pred_from=wide)[3].tolist() == [7]
 
 
 # ----------------------------------------------------------------------- oracle

@@ -433,6 +433,22 @@ def test_read_decisions_on_a_binary_file(tmp_path):
         read_decisions(path)
 
 
+@pytest.mark.parametrize(
+    ("line", "want_id"),
+    [
+        # an escaped apostrophe: the quote swap would read it as a double quote
+        (r"""{'id': 'it\'s', 'label': 0, 'probs': [0.5, 0.5]}""", "it's"),
+        # a string id shaped like more keys: the quote swap would read id 'a' and label '1'
+        ("""{'id': "a', 'label': '1", 'label': 0, 'probs': [0.5, 0.5]}""", "a', 'label': '1"),
+    ],
+)
+def test_a_quote_inside_a_trustai_string_keeps_its_meaning(tmp_path, line, want_id):
+    path = tmp_path / "signal.jsonl"
+    path.write_text(f"{line}\n{line}\n{line}\n")
+    dyn = read_dynamics(path, format="trustai")
+    assert dyn.ids.tolist() == [want_id] and dyn.labels.tolist() == [0]
+
+
 # ================================================================ 5. checkpoints
 
 

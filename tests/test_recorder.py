@@ -166,7 +166,8 @@ def test_buffer_mode_reduces_in_chunks(monkeypatch):
     monkeypatch.setattr(cartokit.metrics, "CHUNK_ROWS", 3)
     logits, labels = random_run(16, epochs=3, samples=11, classes=3)
     rec = run_all(make(11, 3), logits, labels, batch_size=4)
-    assert_dynamics_close(rec.dynamics, TrainingDynamics.from_logits(logits, labels))
+    # from_logits uses the numpy twin of the recorder's torch kernel: equal to float32 rounding
+    assert_dynamics_close(rec.dynamics, TrainingDynamics.from_logits(logits, labels), atol=1e-6)
     # checks and missing rows land on the right ids in every chunk
     poisoned = logits[0].clone()
     poisoned[10, 1] = float("nan")

@@ -15,6 +15,8 @@ import math
 import os
 import re
 import warnings
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -160,8 +162,8 @@ def _epoch_files(folder: Path) -> list[tuple[int, Path]]:
 
 
 def _read_allenai(files: list[tuple[int, Path]], class_names: list[str] | None) -> TrainingDynamics:
-    # Epoch files are read one at a time and copied into place, so the peak holds the result
-    # plus one parsed file.
+    # Epoch files are copied into place one at a time, so the peak holds the result plus two
+    # parsed files: the one being placed and the next, parsed meanwhile (see _parsed_ahead).
     first_path = files[0][1]
     first = _read_epoch_file(first_path, files[0][0])
     ids, gold = first.guids, first.gold
@@ -170,8 +172,7 @@ def _read_allenai(files: list[tuple[int, Path]], class_names: list[str] | None) 
     logits = np.empty((len(files), len(ref), num_classes), dtype=np.float32)
     logits[0] = first.logits
     del first
-    for e, (epoch, path) in enumerate(files[1:], start=1):
-        part = _read_epoch_file(path, epoch)
+    for e, (path, part) in enumerate(_parsed_ahead(files[1:]), start=1):
         if part.logits.shape[1] != num_classes:
             raise ValueError(
                 f"{path}, line {_line_of_row(path, 0)}: {part.logits.shape[1]} logits per row, "
@@ -215,6 +216,19 @@ def _read_allenai(files: list[tuple[int, Path]], class_names: list[str] | None) 
             )
         logits[e, pos] = part.logits
     return TrainingDynamics.from_logits(logits, gold, ids=ids, class_names=class_names)
+
+
+def _parsed_ahead(files: list[tuple[int, Path]]) -> Iterator[tuple[Path, _Epoch]]:
+    """Each epoch file, parsed; a second thread parses the next one while the caller places
+    this one (pyarrow releases the GIL)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        ahead = None
+        for k, (epoch, path) in enumerate(files):
+            current = ahead or pool.submit(_read_epoch_file, path, epoch)
+            ahead = (
+                pool.submit(_read_epoch_file, *files[k + 1][::-1]) if k + 1 < len(files) else None
+            )
+            yield path, current.result()
 
 
 def _read_epoch_file(path: Path, epoch: int) -> _Epoch:
