@@ -6,9 +6,10 @@ import itertools
 import json
 import math
 import os
+import re
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +136,51 @@ def _check_values(dyn: TrainingDynamics, pred: np.ndarray, *, caller: str) -> No
             )
 
 
+#: Names an extra statistic may take: a column name of the metrics table.
+_EXTRA_NAME = re.compile(r"[a-z][a-z0-9_]*")
+#: The .npz entries of the extras are named ``extra__<name>``.
+_EXTRA_PREFIX = "extra__"
+
+
+def _check_extras(
+    extras: Mapping[str, np.ndarray] | None, gold_prob: np.ndarray, *, caller: str
+) -> dict[str, np.ndarray]:
+    """Extra per-checkpoint statistics: named like a column, shaped like ``gold_prob``, float32
+    and NaN exactly where ``gold_prob`` is (a sample not seen)."""
+    if extras is None:
+        return {}
+    if not isinstance(extras, Mapping):
+        raise TypeError(
+            f"The 'extras' parameter of {caller} must be a mapping of names to (epochs, samples) "
+            f"arrays, or None. Got {type(extras).__name__} instead."
+        )
+    checked = {}
+    unseen = np.isnan(gold_prob)
+    for name, values in extras.items():
+        if not isinstance(name, str) or not _EXTRA_NAME.fullmatch(name):
+            raise ValueError(
+                f"{caller}: an extra statistic must be named like a column (lower case letters, "
+                f"digits and _, starting with a letter). Got {name!r}."
+            )
+        if name in _CORE_NAMES:
+            raise ValueError(f"{caller}: the extra {name!r} would shadow the core array {name!r}.")
+        array = np.asarray(values, dtype=np.float32)
+        if array.shape != gold_prob.shape:
+            raise ValueError(
+                f"{caller}: the extra {name!r} must have the shape of gold_prob "
+                f"{gold_prob.shape}. Got {array.shape}."
+            )
+        if not np.array_equal(np.isnan(array), unseen):
+            raise ValueError(
+                f"{caller}: the extra {name!r} must be NaN exactly where the sample was not seen "
+                "(where gold_prob is NaN)."
+            )
+        if np.isinf(array).any():
+            raise ValueError(f"{caller}: the extra {name!r} holds inf; it must be finite.")
+        checked[name] = array
+    return checked
+
+
 def _host_scores(scores: Any, *, kind: str, caller: str) -> np.ndarray:
     """Scores as a numpy array: a torch tensor is detached and brought to the host."""
     if hasattr(scores, "detach"):  # a torch tensor; torch is loaded already, so this is free
@@ -190,6 +236,11 @@ class TrainingDynamics:
     num_classes : int
     class_names : sequence of str, optional
     probs : array of shape (E, N, C), optional
+    extras : mapping of str to arrays of shape (E, N), optional
+        Further per-checkpoint statistics, e.g. ``token_accuracy`` for sequence models
+        (:class:`~cartokit.SequenceRecorder`): float32, NaN exactly where the sample was not
+        seen. :func:`~cartokit.compute_metrics` reports the mean of each over the checkpoints,
+        as a column of the same name; they are saved and loaded with the rest.
     """
 
     def __init__(
@@ -204,6 +255,7 @@ class TrainingDynamics:
         num_classes: int,
         class_names: Sequence[str] | None = None,
         probs: np.ndarray | None = None,
+        extras: Mapping[str, np.ndarray] | None = None,
     ) -> None:
         caller = "TrainingDynamics"
         gold_prob = np.asarray(gold_prob, dtype=np.float32)
@@ -254,6 +306,7 @@ class TrainingDynamics:
                     f"Got {probs.shape}."
                 )
         self.probs = probs
+        self.extras = _check_extras(extras, gold_prob, caller=caller)
         _check_values(self, pred, caller=caller)
 
     # ---------------------------------------------------------------- shape
@@ -275,6 +328,7 @@ class TrainingDynamics:
     def nbytes(self) -> int:
         """Memory held by the per-checkpoint arrays."""
         arrays = [self.gold_prob, self.margin, self.sq_error, self.pred, self.labels]
+        arrays += list(self.extras.values())
         return sum(a.nbytes for a in arrays) + (0 if self.probs is None else self.probs.nbytes)
 
     def __len__(self) -> int:
@@ -300,6 +354,7 @@ class TrainingDynamics:
             num_classes=self.num_classes,
             class_names=self.class_names,
             probs=None if self.probs is None else self.probs[idx].copy(),
+            extras={name: values[idx].copy() for name, values in self.extras.items()},
         )
 
     # ---------------------------------------------------------------- constructors
@@ -444,6 +499,7 @@ class TrainingDynamics:
             "num_classes": self.num_classes,
             "class_names": self.class_names,
             "id_kind": "int" if self.ids.dtype != object else "str",
+            "extras": sorted(self.extras),
         }
         arrays: dict[str, np.ndarray] = {
             "labels": self.labels,
@@ -460,6 +516,8 @@ class TrainingDynamics:
             arrays["ids"] = self.ids
         if self.probs is not None:
             arrays["probs"] = self.probs
+        for name, values in self.extras.items():
+            arrays[_EXTRA_PREFIX + name] = values
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
         with atomic_write(path, "wb") as fh:
             np.savez(fh, **arrays)
@@ -526,6 +584,11 @@ class TrainingDynamics:
                 num_classes=meta["num_classes"],
                 class_names=meta.get("class_names"),
                 probs=data.get("probs"),
+                extras={
+                    k.removeprefix(_EXTRA_PREFIX): v
+                    for k, v in data.items()
+                    if k.startswith(_EXTRA_PREFIX)
+                },
             )
         except (TypeError, ValueError) as err:
             reason = str(err).removeprefix("TrainingDynamics: ")
@@ -550,6 +613,7 @@ _ENTRY_KINDS = {
     "probs": "f",
 }
 _REQUIRED = ("labels", "gold_prob", "margin", "sq_error", "pred")
+_CORE_NAMES = frozenset({*_ENTRY_KINDS, "ids"})
 _JSON_KINDS = {
     list: "a JSON array",
     str: "a JSON string",
@@ -619,6 +683,11 @@ def _read_archive(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
             for k, kinds in _ENTRY_KINDS.items()
             if k in present and k != "meta"
         }
+        for name in meta.get("extras") or []:
+            entry = _EXTRA_PREFIX + name
+            if entry not in present:
+                raise ValueError(f"its metadata lists the extra {name!r}, but it has no such entry")
+            data[entry] = _read_entry(zf, entry, "f")
     return meta, data
 
 
@@ -641,6 +710,12 @@ def _check_meta(meta: Any) -> None:
     num_classes = meta["num_classes"]
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"its num_classes is {num_classes!r}, not an int >= 2")
+    extras = meta.get("extras")
+    if extras is not None and not (
+        isinstance(extras, list)
+        and all(isinstance(n, str) and _EXTRA_NAME.fullmatch(n) for n in extras)
+    ):
+        raise ValueError(f"its extras is {_clip(extras)}, not a list of names or null")
     names = meta.get("class_names")
     if names is not None and not (
         isinstance(names, list) and all(isinstance(n, str) for n in names)

@@ -406,7 +406,9 @@ def compute_metrics(
         ``<NA>`` when never learned), ``never_learned``, ``min_prob``, ``max_prob``, ``aum``,
         ``el2n``, ``aleatoric``, ``threshold_closeness``, ``predicted_label`` (nullable, at the
         last observed checkpoint), ``num_observed`` (checkpoints that saw the sample), and
-        ``label_name`` / ``predicted_name`` when class names are known.
+        ``label_name`` / ``predicted_name`` when class names are known, and one column per extra
+        statistic of the dynamics (``dyn.extras``, e.g. ``token_accuracy``): its mean over the
+        checkpoints that saw the sample.
 
     Warns
     -----
@@ -438,7 +440,8 @@ def compute_metrics(
     margin = dyn.margin[index]
     sq_err = dyn.sq_error[index]
     pred = dyn.pred[index]
-    return _compute_metrics(dyn, gold, margin, sq_err, pred, epoch_numbers)
+    extras = {name: values[index] for name, values in dyn.extras.items()}
+    return _compute_metrics(dyn, gold, margin, sq_err, pred, epoch_numbers, extras)
 
 
 def _checkpoint_index(
@@ -477,6 +480,7 @@ def _compute_metrics(
     sq_err: np.ndarray,
     pred: np.ndarray,
     epoch_numbers: np.ndarray,
+    extras: dict[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     labels = dyn.labels
     observed: np.ndarray | None = ~np.isnan(gold)
@@ -522,6 +526,13 @@ def _compute_metrics(
         ),
         "num_observed": num_observed,
     }
+    for name, values in (extras or {}).items():
+        if name in columns:
+            raise ValueError(
+                f"compute_metrics: the dynamics' extra statistic {name!r} has the name of a "
+                "metric column; rename it."
+            )
+        columns[name] = _mean(values, observed)  # the mean over the checkpoints that saw it
     if dyn.class_names is not None:
         names = np.asarray(dyn.class_names, dtype=object)
         columns["label_name"] = names[labels]

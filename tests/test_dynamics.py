@@ -566,3 +566,40 @@ def test_saved_file_gets_ordinary_permissions(tmp_path):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_extras_are_checked_kept_sliced_saved_and_reported(tmp_path):
+    from cartokit import compute_metrics
+
+    logits = np.random.default_rng(0).normal(size=(3, 4, 2))
+    base = TrainingDynamics.from_logits(logits, [0, 1, 1, 0])
+    token_accuracy = np.array([[0.5, 1.0, 0.0, 0.25]] * 3, dtype=np.float32)
+    arrays = {k: getattr(base, k) for k in ("gold_prob", "margin", "sq_error", "pred")}
+    dyn = TrainingDynamics(
+        ids=base.ids, labels=base.labels, num_classes=2, **arrays,
+        extras={"token_accuracy": token_accuracy},
+    )  # fmt: skip
+    assert dyn.nbytes == base.nbytes + token_accuracy.nbytes
+    back = TrainingDynamics.load(dyn.save(tmp_path / "d.npz"))
+    np.testing.assert_array_equal(back.extras["token_accuracy"], token_accuracy)
+    assert dyn.select_epochs([0, 2]).extras["token_accuracy"].shape == (2, 4)
+    metrics = compute_metrics(dyn)
+    np.testing.assert_allclose(metrics["token_accuracy"], [0.5, 1.0, 0.0, 0.25])
+    with pytest.raises(ValueError, match=r"extra 'token_accuracy' must have the shape"):
+        TrainingDynamics(ids=None, labels=base.labels, num_classes=2, **arrays,
+                         extras={"token_accuracy": token_accuracy[:2]})  # fmt: skip
+    with pytest.raises(ValueError, match=r"named like a column"):
+        TrainingDynamics(ids=None, labels=base.labels, num_classes=2, **arrays,
+                         extras={"Token Acc": token_accuracy})  # fmt: skip
+    with pytest.raises(ValueError, match=r"would shadow the core array 'margin'"):
+        TrainingDynamics(ids=None, labels=base.labels, num_classes=2, **arrays,
+                         extras={"margin": token_accuracy})  # fmt: skip
+    holes = token_accuracy.copy()
+    holes[0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"NaN exactly where the sample was not seen"):
+        TrainingDynamics(ids=None, labels=base.labels, num_classes=2, **arrays,
+                         extras={"token_accuracy": holes})  # fmt: skip
+    clash = TrainingDynamics(ids=None, labels=base.labels, num_classes=2, **arrays,
+                             extras={"confidence": token_accuracy})  # fmt: skip
+    with pytest.raises(ValueError, match=r"extra statistic 'confidence' has the name of a metric"):
+        compute_metrics(clash)
