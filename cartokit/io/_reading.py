@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ClassCount", "check_regular", "clip", "is_int64", "not_utf8"]
+__all__ = ["ClassCount", "check_regular", "clip", "is_int64", "list_matrix", "not_utf8"]
 
 _INT64 = np.iinfo(np.int64)
 
@@ -68,3 +68,21 @@ class ClassCount:
                 f"{where}: {count} {self.values}, but line {self.line} has {self.count}; "
                 f"every {self.row} needs one {self.each} per class."
             )
+
+
+def list_matrix(column: Any) -> np.ndarray | None:
+    """A pyarrow list column with one equal-length (>= 2) row of numbers per sample, as an
+    ``(n, C)`` array; ``None`` when rows differ in length or hold nulls (the careful line scan
+    then says which line)."""
+    import pyarrow.compute as pc
+
+    if len(column) == 0:
+        return None
+    bounds = pc.min_max(pc.list_value_length(column))
+    width = bounds["min"].as_py()
+    if width is None or width != bounds["max"].as_py() or width < 2:
+        return None
+    values = column.flatten()
+    if values.null_count:
+        return None
+    return values.to_numpy(zero_copy_only=False).reshape(len(column), width)

@@ -26,7 +26,7 @@ import pandas as pd
 from cartokit._files import atomic_write
 from cartokit._validation import first_few, show
 from cartokit.dynamics import TrainingDynamics
-from cartokit.io._reading import ClassCount, clip, is_int64, not_utf8
+from cartokit.io._reading import ClassCount, clip, is_int64, list_matrix, not_utf8
 
 __all__ = ["read_allenai", "write_allenai"]
 
@@ -259,7 +259,6 @@ def _read_epoch_file(path: Path, epoch: int) -> _Epoch:
 def _parse_epoch_fast(raw: bytes, key: str, *, guid_is_int: bool) -> _Epoch | None:
     """Multi-threaded pyarrow parse; None when the file needs the line scan."""
     import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.json as pj
 
     schema = pa.schema(
@@ -288,14 +287,10 @@ def _parse_epoch_fast(raw: bytes, key: str, *, guid_is_int: bool) -> _Epoch | No
     guid_col, logit_col, gold_col = (table.column(k).combine_chunks() for k in schema.names)
     if guid_col.null_count or logit_col.null_count or gold_col.null_count:
         return None
-    bounds = pc.min_max(pc.list_value_length(logit_col))
-    num_classes = bounds["min"].as_py()
-    if num_classes != bounds["max"].as_py() or num_classes < 2:
+    logits = list_matrix(logit_col)
+    if logits is None:
         return None
-    values = logit_col.flatten()
-    if values.null_count:
-        return None
-    logits = values.to_numpy(zero_copy_only=False).reshape(n_rows, num_classes)
+    num_classes = logits.shape[1]
     # Copies: arrow buffers are read-only, and torch.from_numpy warns on read-only arrays.
     gold = gold_col.to_numpy(zero_copy_only=False).astype(np.int64)
     if not np.isfinite(logits).all() or gold.min() < 0 or gold.max() >= num_classes:

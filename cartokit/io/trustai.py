@@ -25,7 +25,7 @@ import pandas as pd
 
 from cartokit._validation import first_few, show
 from cartokit.dynamics import TrainingDynamics
-from cartokit.io._reading import ClassCount, check_regular, clip, is_int64, not_utf8
+from cartokit.io._reading import ClassCount, check_regular, clip, is_int64, list_matrix, not_utf8
 
 __all__ = ["read_trustai"]
 
@@ -346,14 +346,10 @@ def _block_rows(table: Any, text: memoryview, lines: int, *, id_is_int: bool) ->
     )
     if id_col.null_count or label_col.null_count or prob_col.null_count:
         return None
-    bounds = pc.min_max(pc.list_value_length(prob_col))
-    num_classes = bounds["min"].as_py()
-    if num_classes != bounds["max"].as_py() or num_classes < 2:
+    probs = list_matrix(prob_col)
+    if probs is None:
         return None
-    values = prob_col.flatten()
-    if values.null_count:
-        return None
-    probs = values.to_numpy(zero_copy_only=False).reshape(n_rows, num_classes)
+    num_classes = probs.shape[1]
     labels = label_col.to_numpy(zero_copy_only=False).astype(np.int64)
     if not (np.isfinite(probs).all() and probs.min() >= 0):
         return None
