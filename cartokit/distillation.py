@@ -47,6 +47,8 @@ from cartokit._validation import (
     param_error,
     positions_of,
 )
+from cartokit.compression import PRUNING, Compression, compressions, keep_sparsity, model_size
+from cartokit.compression import compress as compress_model
 from cartokit.models import threads_for
 from cartokit.train import FitResult, evaluate, fit
 from cartokit.train.batches import resolve_device
@@ -54,7 +56,7 @@ from cartokit.train.batches import resolve_device
 if TYPE_CHECKING:
     from cartokit.data import Split
 
-__all__ = ["budget_epochs", "distill", "distill_on_subsets", "kd_loss"]
+__all__ = ["budget_epochs", "compression_table", "distill", "distill_on_subsets", "kd_loss"]
 
 
 __getattr__ = moved(__name__, {"predict_logits": "cartokit.train.predict_logits"})
@@ -252,8 +254,17 @@ def distill_on_subsets(
     batch_size: int = 64,
     lr: float = 1e-3,
     seed: int = 0,
+    compress: Any = None,
+    finetune_epochs: int | None = None,
 ) -> pd.DataFrame:
     """Distil a fresh student on each subset and compare them on the evaluation sets.
+
+    With ``compress``, each subset's student is also compressed (:func:`cartokit.compression.
+    compress`), in each way given, and the compressed copies are evaluated beside it. A pruned
+    copy is then distilled again on the same subset, its zeros held at zero
+    (:func:`~cartokit.compression.keep_sparsity`), for ``finetune_epochs`` (at the same equal
+    budget); a quantized copy is calibrated, for ``"quantize_static"``, on up to 2,048 rows of
+    the subset, and evaluated on the CPU. So every model of a row learned from its subset only.
 
     Parameters
     ----------
@@ -278,12 +289,24 @@ def distill_on_subsets(
         As in :func:`distill`.
     eval_data : dict of str to data, optional
         E.g. ``{"test": bundle.test, "tweets": bundle.ood["tweets"]}``.
+    compress : str, (str, float) or list of them, optional
+        Methods of :func:`~cartokit.compression.compress`, with their amounts for pruning,
+        e.g. ``[("prune", 0.5), ("prune", 0.8), "quantize_dynamic"]``.
+    finetune_epochs : int >= 0, optional
+        Epochs on the full data (scaled as ``epochs`` are) of distillation after pruning; 0
+        keeps the pruned student as pruned. Default: half of ``epochs``, at least 2 (the
+        pruned student's map needs 2 checkpoints).
 
     Returns
     -------
     pandas.DataFrame
         Indexed by subset name: ``samples``, ``epochs``, ``steps``, ``sample_epochs``, the
-        final ``<name>_accuracy`` of each evaluation set, and ``train_seconds``.
+        final ``<name>_accuracy`` of each evaluation set, and ``train_seconds``. With
+        ``compress``, indexed by ``(subset, compression)``, the uncompressed student first
+        (compression ``"none"``), with also ``method``, ``amount``, ``finetune_epochs``,
+        ``parameters``, ``nonzero_params``, ``size_bytes``, ``zipped_bytes``
+        (:class:`~cartokit.compression.ModelSize`) and ``compress_seconds``;
+        ``train_seconds`` counts the fine-tuning too.
     """
     caller = "distill_on_subsets"
     if not isinstance(subsets, Mapping) or not subsets:
@@ -292,6 +315,10 @@ def distill_on_subsets(
             f"ids (or None for all the data). Got {type(subsets).__name__} instead."
         )
     check_model_maker(make_student, caller=caller, name="make_student")
+    plans = None if compress is None else compressions(compress, caller=caller)
+    if finetune_epochs is None:
+        finetune_epochs = max(2, check_int("epochs", epochs, caller=caller, minimum=1) // 2)
+    finetune_epochs = check_int("finetune_epochs", finetune_epochs, caller=caller, minimum=0)
     if teacher_logits is None:
         if teacher is None:
             raise ValueError(f"{caller} needs a teacher model or its teacher_logits. Got neither.")
@@ -320,5 +347,136 @@ def distill_on_subsets(
             for key, split in (eval_data or {}).items():
                 row[f"{key}_accuracy"] = evaluate(result.model, split).accuracy
             row["train_seconds"] = seconds
-            rows.append(row)
-    return pd.DataFrame(rows).set_index("subset")
+            if plans is None:
+                rows.append(row)
+                continue
+            options = {
+                "teacher_logits": logits,
+                "subset": ids,
+                "temperature": temperature,
+                "alpha": alpha,
+                "batch_size": batch_size,
+                "lr": lr,
+                "seed": seed,
+            }
+            ft_epochs = budget_epochs(len(data), size, finetune_epochs) if finetune_epochs else 0
+            rows += _compressed_rows(
+                result.model, row, plans, data, options, eval_data or {}, ft_epochs
+            )
+    if plans is None:
+        return pd.DataFrame(rows).set_index("subset")
+    return pd.DataFrame(rows).set_index(["subset", "compression"])
+
+
+def _compressed_rows(
+    student: nn.Module,
+    row: dict[str, Any],
+    plans: list[Compression],
+    data: Split,
+    options: dict[str, Any],
+    eval_data: Mapping[str, Any],
+    finetune_epochs: int,
+) -> list[dict[str, Any]]:
+    """The row of the uncompressed student, sized, then one row per compression of it."""
+    accuracy = {k: v for k, v in row.items() if k.endswith("_accuracy")}
+    first = {
+        **row,
+        "compression": "none",
+        "method": "none",
+        "amount": np.nan,
+        "finetune_epochs": 0,
+        **vars(model_size(student)),
+        "compress_seconds": 0.0,
+    }
+    rows, ids, caller = [first], options["subset"], "distill_on_subsets"
+    positions = np.arange(len(data)) if ids is None else _subset_positions(data, ids, caller=caller)
+    if len(positions) > 2048:  # a sample of the subset calibrates as well, and faster
+        positions = np.random.default_rng(options["seed"]).choice(positions, 2048, replace=False)
+    for plan in plans:
+        started = time.perf_counter()
+        if plan.method in PRUNING:
+            model, size = compress_model(student, method=plan.method, amount=plan.amount)
+        elif plan.method == "quantize_static":  # quantized models run on the CPU
+            calibration = data.subset(np.sort(positions))
+            model, size = compress_model(student.cpu(), method=plan.method, calibration=calibration)
+        else:
+            model, size = compress_model(student.cpu(), method=plan.method)
+        compress_seconds = time.perf_counter() - started
+        out = {
+            **row,
+            "compression": plan.label,
+            "method": plan.method,
+            "amount": np.nan if plan.amount is None else plan.amount,
+            "finetune_epochs": 0,
+        }
+        if plan.method in PRUNING and finetune_epochs:
+            started = time.perf_counter()
+            with keep_sparsity(model):
+                tuned = distill(None, model, data, epochs=finetune_epochs, **options)
+            out["train_seconds"] += time.perf_counter() - started
+            out["steps"] += int(tuned.history["step"].iloc[-1])
+            out["sample_epochs"] += row["samples"] * finetune_epochs
+            out["finetune_epochs"] = finetune_epochs
+            size = model_size(model)
+        for key in accuracy:
+            out[key] = evaluate(model, eval_data[key.removesuffix("_accuracy")]).accuracy
+        out.update(vars(size), compress_seconds=compress_seconds)
+        rows.append(out)
+    return rows
+
+
+#: The size columns of :func:`distill_on_subsets` with ``compress`` (those of ``ModelSize``).
+_SIZE_COLUMNS = ("parameters", "nonzero_params", "size_bytes", "zipped_bytes")
+
+
+def _check_compression_results(results: Any, *, caller: str) -> pd.DataFrame:
+    """``results`` of :func:`distill_on_subsets` with ``compress``: indexed by ``(subset,
+    compression)``, with the size columns and at least one ``<name>_accuracy`` column."""
+    expected = "the output of distill_on_subsets(..., compress=...)"
+    if not isinstance(results, pd.DataFrame):
+        raise TypeError(
+            f"The 'results' parameter of {caller} must be a pandas DataFrame, {expected}. "
+            f"Got {type(results).__name__} instead."
+        )
+    missing = [c for c in _SIZE_COLUMNS if c not in results.columns]
+    if list(results.index.names) != ["subset", "compression"] or missing:
+        raise ValueError(
+            f"{caller}: results must be {expected}, indexed by (subset, compression) with the "
+            f"columns {list(_SIZE_COLUMNS)}. Got the index {list(results.index.names)} and the "
+            f"columns {list(results.columns)}."
+        )
+    if not any(c.endswith("_accuracy") for c in results.columns):
+        raise ValueError(
+            f"{caller}: results hold no accuracy column; pass eval_data to distill_on_subsets."
+        )
+    return results
+
+
+def compression_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy against size: one row per compression, its size, then the accuracy of each
+    evaluation set on each subset.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        From :func:`distill_on_subsets` with ``compress`` and ``eval_data``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by compression, in the order of ``results``. Columns, two levels: ``("size",
+        c)`` for the size columns (means over subsets: a subset changes only how many weights
+        quantize to zero, and how well the file deflates), then ``("<name> accuracy", subset)``
+        per evaluation set and subset.
+    """
+    results = _check_compression_results(results, caller="compression_table")
+    subsets = list(dict.fromkeys(results.index.get_level_values("subset")))
+    order = list(dict.fromkeys(results.index.get_level_values("compression")))
+    sizes = results[list(_SIZE_COLUMNS)].groupby(level="compression").mean().round()
+    parts = {"size": sizes.astype(np.int64).reindex(order)}
+    for column in (c for c in results.columns if c.endswith("_accuracy")):
+        by_subset = results[column].unstack("subset").reindex(index=order, columns=subsets)
+        parts[f"{column.removesuffix('_accuracy')} accuracy"] = by_subset
+    table = pd.concat(parts, axis=1)
+    table.columns.names = [None, None]
+    return table
