@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -263,6 +264,45 @@ def _check_epoch(
     return n_missing
 
 
+def _raise_bad_ids(ids: torch.Tensor, num_samples: int) -> None:
+    bad = ids[(ids < 0) | (ids >= num_samples)]
+    raise ValueError(
+        f"DynamicsRecorder.update: ids must be row positions in [0, {num_samples})."
+        f" Got {first_few(bad.tolist())}. Pass the samples' row positions in the "
+        "training set (return the index from Dataset.__getitem__), not their original "
+        "ids; give those as sample_ids=."
+    ) from None
+
+
+def _check_state(recorder: DynamicsRecorder, state: dict[str, Any]) -> None:
+    """Refuse a saved record of another size, from a newer cartokit, or kept elsewhere."""
+    for key in ("num_samples", "num_classes"):
+        if state.get(key) != getattr(recorder, key):
+            raise ValueError(
+                f"DynamicsRecorder.load_state_dict: the saved record has {key}="
+                f"{state.get(key)}, this recorder {getattr(recorder, key)}. Create the recorder "
+                "with the same dataset size and class count."
+            )
+    if state.get("version", 0) > _STATE_VERSION:
+        raise ValueError(
+            f"DynamicsRecorder.load_state_dict: state version {state['version']} is newer "
+            "than this cartokit understands; upgrade cartokit."
+        )
+    if "store" in state and recorder._sink is None:
+        raise ValueError(
+            f"DynamicsRecorder.load_state_dict: the saved record is in the store "
+            f"{state['store']}; create the recorder with store= to resume it."
+        )
+
+
+def _store_sink(recorder: DynamicsRecorder, store: Any, positions: bool) -> Any:
+    from cartokit.recorder_store import StoreSink
+
+    return StoreSink(
+        recorder, store, positions=positions, check_epoch=_check_epoch, ranks_active=_ranks_active
+    )
+
+
 class DynamicsRecorder:
     """Record each training sample's gold-label statistics, epoch by epoch.
 
@@ -308,6 +348,12 @@ class DynamicsRecorder:
         every rank must then call. Each rank records its own batches; a sample seen by several
         ranks (the padding ``DistributedSampler`` adds) is taken from the lowest rank; every
         rank ends with the same, complete record.
+    store : path-like, optional
+        Write each epoch to this on-disk store at :meth:`end_epoch` (created, or continued
+        when it holds a store of the same samples) instead of keeping the record in memory;
+        :attr:`dynamics` then reads it back (:func:`cartokit.store.open_dynamics`). Under
+        ``torch.distributed`` each rank writes the samples it saw and no rank holds the record
+        (:mod:`cartokit.recorder_store`); ``buffer_bytes`` is unused.
 
     Examples
     --------
@@ -333,6 +379,7 @@ class DynamicsRecorder:
         require_complete: bool = False,
         buffer_bytes: int = 32 * 2**20,
         distributed: bool = True,
+        store: str | os.PathLike[str] | None = None,
     ) -> None:
         caller = "DynamicsRecorder"
         self.num_samples = check_int("num_samples", num_samples, caller=caller, minimum=1)
@@ -355,9 +402,10 @@ class DynamicsRecorder:
 
         # Host-side record of the finished epochs.
         self._record = _HostRecord()
-        self._labels = np.full(self.num_samples, -1, dtype=np.int64)
+        self._labels = np.full(self.num_samples if store is None else 0, -1, dtype=np.int64)
         self.duplicates: list[int] = []
         self.missing: list[int] = []
+        self._sink = None if store is None else _store_sink(self, store, sample_ids is None)
 
         # Device-side epoch buffers, allocated at the first update on the logits' device.
         self._device: torch.device | None = None
@@ -419,6 +467,11 @@ class DynamicsRecorder:
         if not isinstance(labels, tensor):
             labels = _as_tensor(labels, "labels")
         _check_shapes(ids, logits, labels, self.num_classes)
+        if self._sink is not None:
+            try:
+                return self._sink.update(ids, logits, labels)
+            except IndexError:
+                _raise_bad_ids(ids, self.num_samples)
         if self._device is None or (self._rows == 0 and logits.device != self._device):
             self._allocate(logits)  # first batch, or the model moved between epochs
         elif self._resumed and logits.device != self._device:
@@ -463,17 +516,8 @@ class DynamicsRecorder:
                     buf.index_copy_(0, ids, value)
             self._label_buf.index_copy_(0, ids, labels)  # type: ignore[union-attr]
         except IndexError:
-            self._raise_bad_ids(ids)
+            _raise_bad_ids(ids, self.num_samples)
         self._rows += ids.shape[0]
-
-    def _raise_bad_ids(self, ids: torch.Tensor) -> None:
-        bad = ids[(ids < 0) | (ids >= self.num_samples)]
-        raise ValueError(
-            f"DynamicsRecorder.update: ids must be row positions in [0, {self.num_samples})."
-            f" Got {first_few(bad.tolist())}. Pass the samples' row positions in the "
-            "training set (return the index from Dataset.__getitem__), not their original "
-            "ids; give those as sample_ids=."
-        ) from None
 
     # ------------------------------------------------------------------ epochs
     def end_epoch(self) -> None:
@@ -494,6 +538,8 @@ class DynamicsRecorder:
         UserWarning
             When some samples were not seen in the epoch (recorded as missing).
         """
+        if self._sink is not None:
+            return self._sink.end_epoch()
         rows = self._rows
         if _ranks_active(self.distributed):
             # Collective: a rank that saw no batch this epoch (unevenly sharded data) still
@@ -580,7 +626,7 @@ class DynamicsRecorder:
     @property
     def num_epochs(self) -> int:
         """Number of finished epochs (checkpoints)."""
-        return len(self._record)
+        return len(self._record) if self._sink is None else self._sink.num_epochs
 
     @property
     def dynamics(self) -> TrainingDynamics:
@@ -595,6 +641,8 @@ class DynamicsRecorder:
                 "DynamicsRecorder.dynamics: no epoch has been finished yet; call end_epoch() "
                 "after each epoch."
             )
+        if self._sink is not None:
+            return self._sink.dynamics()
         stacked = self._record.consolidate()
         labels = self._labels.copy()
         never = labels < 0
@@ -613,6 +661,7 @@ class DynamicsRecorder:
     def memory_bytes(self) -> int:
         """Bytes held by the recorder: the host record plus the device epoch buffers."""
         host = self._record.nbytes + self._labels.nbytes
+        host += 0 if self._sink is None else self._sink.memory_bytes()
         bufs = [self._logits_buf, self._label_buf, *(self._stat_bufs or [])]
         return host + sum(b.numel() * b.element_size() for b in bufs if b is not None)
 
@@ -623,6 +672,8 @@ class DynamicsRecorder:
         Holds only tensors, numbers, strings and lists, so ``torch.save`` /
         ``torch.load(weights_only=True)`` handle it.
         """
+        if self._sink is not None:
+            return self._sink.state_dict()
         state: dict[str, Any] = {
             "version": _STATE_VERSION,
             "num_samples": self.num_samples,
@@ -651,18 +702,9 @@ class DynamicsRecorder:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a record saved by :meth:`state_dict`; recording then continues from it."""
-        for key in ("num_samples", "num_classes"):
-            if state.get(key) != getattr(self, key):
-                raise ValueError(
-                    f"DynamicsRecorder.load_state_dict: the saved record has {key}="
-                    f"{state.get(key)}, this recorder {getattr(self, key)}. Create the recorder "
-                    "with the same dataset size and class count."
-                )
-        if state.get("version", 0) > _STATE_VERSION:
-            raise ValueError(
-                f"DynamicsRecorder.load_state_dict: state version {state['version']} is newer "
-                "than this cartokit understands; upgrade cartokit."
-            )
+        _check_state(self, state)
+        if self._sink is not None:
+            return self._sink.load_state_dict(state)
         self._record = _HostRecord(
             [{k: v.numpy().copy() for k, v in e.items()} for e in state["epochs"]]
         )

@@ -10,6 +10,8 @@ Three formats of training dynamics are understood:
   ``{'id': ..., 'label': ..., 'pred_label': ..., 'correct': ..., 'loss': ..., 'probs': [...],
   'label_probs': ...}``.
 * ``"cartokit"``: the ``.npz`` file written by :meth:`TrainingDynamics.save`.
+* ``"store"``: the folder of a store (:mod:`cartokit.store`), read lazily by
+  :func:`~cartokit.store.open_dynamics`.
 
 :func:`read_dynamics` reads any of them, telling them apart with :func:`detect_format`.
 Metrics tables (:mod:`.tables`): :func:`write_metrics_csv` and :func:`read_metrics_table`.
@@ -25,8 +27,9 @@ from cartokit.dynamics import TrainingDynamics
 from cartokit.io import allenai, trustai
 from cartokit.io._reading import check_regular
 from cartokit.io.allenai import read_allenai, write_allenai
-from cartokit.io.tables import read_metrics_table, write_metrics_csv
+from cartokit.io.tables import read_metrics_table, write_metrics_csv, write_metrics_parquet
 from cartokit.io.trustai import read_trustai
+from cartokit.store import is_store, open_dynamics
 
 __all__ = [
     "FORMATS",
@@ -37,10 +40,11 @@ __all__ = [
     "read_trustai",
     "write_allenai",
     "write_metrics_csv",
+    "write_metrics_parquet",
 ]
 
 #: The formats :func:`read_dynamics` reads.
-FORMATS = ("allenai", "trustai", "cartokit")
+FORMATS = ("allenai", "trustai", "cartokit", "store")
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _CARTOKIT_LAYOUT = "a .npz file written by TrainingDynamics.save"
@@ -54,7 +58,8 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     * ``"trustai"``: a ``.jsonl``/``.json`` file (or a folder with exactly one) whose first line
       has ``id``, ``label`` and ``probs``;
     * ``"cartokit"``: a file starting with the zip magic bytes (the ``.npz`` of
-      :meth:`TrainingDynamics.save`).
+      :meth:`TrainingDynamics.save`);
+    * ``"store"``: a folder with a store's ``store.json`` (:mod:`cartokit.store`).
 
     Detection reads at most the first 64 KiB of a file, whatever its size.
 
@@ -78,6 +83,8 @@ def detect_format(path: str | os.PathLike[str]) -> str:
         raise FileNotFoundError(f"detect_format: {path} does not exist.")
     check_regular(path, "detect_format")
     if path.is_dir():
+        if is_store(path):
+            return "store"
         if allenai.find_epoch_files(path / allenai.DYNAMICS_DIR) or allenai.find_epoch_files(path):
             return "allenai"
         found = [p for p in path.iterdir() if p.is_file() and p.suffix in (".jsonl", ".json")]
@@ -144,8 +151,9 @@ def read_dynamics(
     Parameters
     ----------
     path : path-like
-        An allenai run folder, a TrustAI signal file, or a cartokit ``.npz``.
-    format : {"auto", "allenai", "trustai", "cartokit"}, default "auto"
+        An allenai run folder, a TrustAI signal file, a cartokit ``.npz``, or a store's folder
+        (opened lazily, :func:`~cartokit.store.open_dynamics`).
+    format : {"auto", "allenai", "trustai", "cartokit", "store"}, default "auto"
         "auto" uses :func:`detect_format`.
     class_names : list of str, optional
         Names of the classes (replacing any stored in a cartokit file).
@@ -165,13 +173,15 @@ def read_dynamics(
     if format not in ("auto", *FORMATS):
         raise ValueError(
             "The 'format' parameter of read_dynamics must be one of 'auto', 'allenai', "
-            f"'trustai', 'cartokit'. Got {format!r} instead."
+            f"'trustai', 'cartokit', 'store'. Got {format!r} instead."
         )
     chosen = detect_format(path) if format == "auto" else format
     if chosen == "allenai":
         return read_allenai(path, class_names=class_names)
     if chosen == "trustai":
         return read_trustai(path, class_names=class_names)
+    if chosen == "store":
+        return open_dynamics(path, class_names=class_names)
     dyn = TrainingDynamics.load(path)
     if class_names is None:
         return dyn

@@ -1,9 +1,10 @@
-"""Metrics tables as files: :func:`write_metrics_csv` writes one, :func:`read_metrics_table`
-reads one back, checked.
+"""Metrics tables as files: :func:`write_metrics_csv` and :func:`write_metrics_parquet` write
+one, :func:`read_metrics_table` reads either back, checked.
 
 A metrics table is what :func:`~cartokit.metrics.compute_metrics` returns: one row per sample,
-indexed by ``id``. The CSV holds the ``id`` column first, then the metrics; ``cartokit
-metrics`` writes it, ``cartokit select`` and a study's run folder read it.
+indexed by ``id``. The file holds the ``id`` column first, then the metrics; ``cartokit
+metrics`` writes it (CSV for small runs; Parquet, block by block, for any size), ``cartokit
+select`` and a study's run folder read it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ from cartokit._files import atomic_write
 from cartokit._validation import param_error
 from cartokit.regions import REGIONS
 
-__all__ = ["read_metrics_table", "write_metrics_csv"]
+__all__ = ["read_metrics_table", "write_metrics_csv", "write_metrics_parquet"]
+
+#: The first bytes of a Parquet file.
+PARQUET_MAGIC = b"PAR1"
 
 #: Columns that a metrics table cannot do without: the id, the label and the map coordinates.
 REQUIRED_COLUMNS = ("id", "label", "confidence", "variability")
@@ -83,6 +87,29 @@ def write_metrics_csv(metrics: pd.DataFrame, path: str | os.PathLike[str]) -> Pa
     return path
 
 
+def write_metrics_parquet(metrics: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write a metrics table (with its id index) as Parquet, atomically.
+
+    Numbers keep their precision (float64) and dtypes (nullable ints, a categorical
+    ``source``); :func:`read_metrics_table` or ``pandas.read_parquet(path).set_index("id")``
+    read it back. For a table too large for memory, ``compute_metrics(..., output=path)``
+    writes the same file block by block.
+
+    Examples
+    --------
+    >>> import pandas as pd, tempfile, os
+    >>> table = pd.DataFrame({"confidence": [0.25, 1.0]}, index=pd.Index(["a", "b"], name="id"))
+    >>> path = write_metrics_parquet(table, os.path.join(tempfile.mkdtemp(), "m.parquet"))
+    >>> pd.read_parquet(path).set_index("id")["confidence"].tolist()
+    [0.25, 1.0]
+    """
+    from cartokit.streaming import metrics_parquet
+
+    with metrics_parquet(path) as write:
+        write(metrics)
+    return Path(path)
+
+
 #: Rows below which a metrics CSV is written by one thread.
 _PARALLEL_ROWS = 50_000
 
@@ -111,7 +138,8 @@ def _csv_slices(table: Any) -> Iterator[bytes]:
 def read_metrics_table(
     path: str | os.PathLike[str], *, caller: str, fix: str | None = None
 ) -> pd.DataFrame:
-    """Read a metrics CSV (as :func:`write_metrics_csv` writes it), indexed by ``id``.
+    """Read a metrics table, CSV or Parquet (as :func:`write_metrics_csv` and
+    :func:`write_metrics_parquet` write them; told apart by content), indexed by ``id``.
 
     The file is checked before anything uses it: it must be a CSV with the columns
     :data:`REQUIRED_COLUMNS`, every row must have as many fields as the header (a file cut
@@ -160,6 +188,8 @@ def read_metrics_table(
         hint = fix or f"Write one with 'cartokit metrics INPUT -o {p}'."
         raise FileNotFoundError(f"{caller}: no metrics file at {p}. {hint}")
     fix = fix or _REWRITE
+    if _is_parquet(p):
+        return _read_parquet(p, caller=caller, fix=fix)
     table = _read_csv(p, caller=caller, fix=fix)
     missing = sorted(set(REQUIRED_COLUMNS) - set(table.columns))
     if missing:
@@ -171,6 +201,37 @@ def read_metrics_table(
     if len(table) and table.iloc[:, -1].isna().any():
         _check_complete_rows(p, len(table.columns), caller=caller, fix=fix)
     _check_numbers(p, table, caller=caller, fix=fix)
+    table = table.set_index("id")
+    if "region" in table.columns:
+        table["region"] = pd.Categorical(table["region"], categories=list(REGIONS))
+    return table
+
+
+def _is_parquet(p: Path) -> bool:
+    with open(p, "rb") as fh:
+        return fh.read(len(PARQUET_MAGIC)) == PARQUET_MAGIC
+
+
+def _read_parquet(p: Path, *, caller: str, fix: str) -> pd.DataFrame:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(p).to_pandas()
+    except (pa.ArrowException, OSError, ValueError) as err:
+        reason = " ".join(str(err).split()).rstrip(".")
+        raise ValueError(f"{caller}: {p} is not a readable Parquet file: {reason}. {fix}") from None
+    missing = sorted(set(REQUIRED_COLUMNS) - set(table.columns))
+    if missing:
+        raise ValueError(
+            f"{caller}: {p} lacks the column(s) {missing} of a cartokit metrics table. {fix}"
+        )
+    for column in NUMERIC_COLUMNS:
+        if column in table.columns and not pd.api.types.is_numeric_dtype(table[column]):
+            raise ValueError(
+                f"{caller}: {p}: the {column!r} column holds {table[column].dtype} values, not "
+                f"numbers. {fix}"
+            )
     table = table.set_index("id")
     if "region" in table.columns:
         table["region"] = pd.Categorical(table["region"], categories=list(REGIONS))
