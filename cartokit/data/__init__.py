@@ -14,6 +14,10 @@ recorder's ``update(ids, ...)`` takes) and carry the dataset's own ``ids`` for t
   ``fashion_mnist`` (the Debian package), the Hugging Face hub sets ``snli``, ``mnli``,
   ``qnli``, ``sst2`` and ``ag_news`` (:func:`load_hf` loads any other), and torchvision's
   ``mnist``, ``cifar10`` and ``cifar100``; :func:`register_dataset` adds one.
+* :mod:`.files`: your own files, :func:`from_file` (``.csv``, ``.tsv``, ``.jsonl``,
+  ``.parquet``), :func:`from_image_folder` (one subfolder per class), :func:`load_files`.
+* :mod:`.sources`: a study's ``dataset`` value, a registered name, ``hf:<name>`` or a path,
+  loaded by :func:`load_source`.
 * :mod:`.indexed`: :class:`~cartokit.data.indexed.IndexedDataset`, a split as a torch
   ``Dataset`` of ``(position, x, label)``.
 
@@ -47,6 +51,8 @@ from cartokit.data.datasets import (
 from cartokit.data.datasets import (
     FASHION_MNIST_CLASSES as FASHION_MNIST_CLASSES,  # importable as before, not in __all__
 )
+from cartokit.data.files import from_file, from_image_folder, load_files, read_table
+from cartokit.data.sources import dataset_source, load_hub, load_source
 from cartokit.data.split import DataBundle, Split, make_bundle, split_train_test, subsample
 
 __all__ = [
@@ -59,16 +65,23 @@ __all__ = [
     "DataBundle",
     "Split",
     "from_arrays",
+    "dataset_source",
     "from_dataframe",
+    "from_file",
+    "from_image_folder",
     "from_hf",
     "from_torch",
     "load_dataset",
     "load_digits",
     "load_fashion_mnist",
+    "load_files",
     "load_hf",
+    "load_hub",
     "load_sentiment",
+    "load_source",
     "load_torchvision",
     "make_bundle",
+    "read_table",
     "register_dataset",
     "split_train_test",
     "subsample",

