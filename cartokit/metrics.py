@@ -17,14 +17,16 @@ reduction then uses only the checkpoints where that sample was observed.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from cartokit._validation import check_int, first_few
+from cartokit._validation import Options, check_int, check_param, first_few
 
 if TYPE_CHECKING:
     import torch
@@ -33,6 +35,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHUNK_ROWS",
+    "SEQUENCE_CLASS_NAMES",
+    "SEQUENCE_EXTRA",
     "aleatoric",
     "area_under_margin",
     "checkpoint_stats",
@@ -43,6 +47,7 @@ __all__ = [
     "el2n",
     "first_learned_epoch",
     "forgetting_and_learning",
+    "perplexity",
     "threshold_closeness",
     "variability",
 ]
@@ -54,6 +59,14 @@ CHUNK_VALUES = 1 << 20
 #: Up to this many classes, the numpy kernel takes the argmax one class at a time and sums in
 #: float32, in the order torch adds them; beyond, numpy's argmax and a float64 sum.
 _FEW_CLASSES = 32
+
+#: A sequence record (:class:`~cartokit.SequenceRecorder`) is a two-class record: every sample's
+#: label is 1, "reference" (the reference answer), and its prediction is 1 when the model's
+#: argmax reproduces every scored token of that answer, else 0, "other".
+SEQUENCE_CLASS_NAMES = ("other", "reference")
+#: The extra statistic that marks a sequence record: its ``gold_prob`` is then the
+#: geometric-mean token probability, and :func:`compute_metrics` adds :func:`perplexity`.
+SEQUENCE_EXTRA = "token_accuracy"
 
 
 def checkpoint_stats(
@@ -364,6 +377,28 @@ def aleatoric(gold_prob: np.ndarray, observed: np.ndarray | None = None) -> np.n
     return _mean(gold_prob * (1.0 - gold_prob), observed)
 
 
+def perplexity(gold_prob: np.ndarray, observed: np.ndarray | None = None) -> np.ndarray:
+    r"""Perplexity of a sequence over the checkpoints, from its geometric-mean token probability.
+
+    A sequence record's ``gold_prob`` at checkpoint :math:`e` is
+    :math:`\bar p_e = \exp(\frac{1}{T}\sum_t \log p_e(y_t \mid y_{<t}, x))`, over its
+    :math:`T` scored tokens (:class:`~cartokit.SequenceRecorder`). Then
+    :math:`\mathrm{PPL} = \exp(-\frac{1}{E}\sum_e \log \bar p_e)`: the exponential of the
+    mean token negative log-likelihood (the usual definition of perplexity, e.g. Jurafsky &
+    Martin, *Speech and Language Processing*, ch. 3), averaged over checkpoints in the log
+    domain, i.e. the geometric mean of the per-checkpoint perplexities. In
+    :math:`[1, \infty)`; a ``gold_prob`` of 0 (a mean token log-probability below float32's
+    smallest normal, about -87.3) counts as that smallest normal, so the value stays finite.
+
+    Examples
+    --------
+    >>> perplexity(np.array([[0.5], [0.125]])).round(3).tolist()  # exp((log 2 + log 8) / 2)
+    [4.0]
+    """
+    log_p = np.log(np.maximum(gold_prob, np.finfo(np.float32).tiny, dtype=np.float64))
+    return np.exp(-_mean(log_p, observed))
+
+
 def threshold_closeness(conf: np.ndarray) -> np.ndarray:
     """``confidence * (1 - confidence)``, in [0, 0.25]; largest for samples near 0.5 confidence.
 
@@ -381,26 +416,38 @@ def threshold_closeness(conf: np.ndarray) -> np.ndarray:
 
 
 def compute_metrics(
-    dyn: TrainingDynamics,
+    dyn: TrainingDynamics | str | os.PathLike[str],
     *,
     burn_in: int = 0,
     epochs: Sequence[int] | None = None,
-) -> pd.DataFrame:
+    engine: str = "auto",
+    output: str | os.PathLike[str] | None = None,
+) -> pd.DataFrame | Path:
     """Compute every per-sample training-dynamics metric as one table.
 
     Parameters
     ----------
-    dyn : TrainingDynamics
-        The record, from :class:`~cartokit.DynamicsRecorder`, a constructor or a file reader.
+    dyn : TrainingDynamics or path-like
+        The record, from :class:`~cartokit.DynamicsRecorder`, a constructor or a file reader;
+        or a store's folder (:func:`~cartokit.store.open_dynamics`). A store, and maps merged
+        by :func:`~cartokit.merge_dynamics`, are read block by block of samples
+        (:mod:`cartokit.streaming`): the same table, in bounded memory.
     burn_in : int, default 0
         Leave out the first ``burn_in`` checkpoints (the first epochs of a fine-tune are often
         all near chance).
     epochs : sequence of int, optional
         Use only these checkpoint indices (0-based). Not combined with ``burn_in``.
+    engine : {"auto", "dask"}, default "auto"
+        ``"dask"`` computes the blocks as tasks on the current ``dask.distributed`` client
+        (or Dask's default scheduler): identical numbers, on as many machines as the cluster
+        has (``pip install "cartokit[dask]"``).
+    output : path-like, optional
+        Write the table to this Parquet file block by block, and return its path instead of
+        the table: the table never has to fit in memory.
 
     Returns
     -------
-    pandas.DataFrame
+    pandas.DataFrame or pathlib.Path
         Indexed by sample id, with columns ``label``, ``confidence``, ``variability``,
         ``correctness``, ``forgetting``, ``learned_events``, ``first_learned_epoch`` (nullable,
         ``<NA>`` when never learned), ``never_learned``, ``min_prob``, ``max_prob``, ``aum``,
@@ -408,7 +455,8 @@ def compute_metrics(
         last observed checkpoint), ``num_observed`` (checkpoints that saw the sample), and
         ``label_name`` / ``predicted_name`` when class names are known, and one column per extra
         statistic of the dynamics (``dyn.extras``, e.g. ``token_accuracy``): its mean over the
-        checkpoints that saw the sample.
+        checkpoints that saw the sample. A sequence record (one with ``token_accuracy``, from
+        :class:`~cartokit.SequenceRecorder`) also gets ``perplexity`` (:func:`perplexity`).
 
     Warns
     -----
@@ -424,6 +472,12 @@ def compute_metrics(
     >>> m[["confidence", "correctness", "forgetting"]].round(3).to_dict("records")
     [{'confidence': 0.651, 'correctness': 0.667, 'forgetting': 1}]
     """
+    caller = "compute_metrics"
+    engine = check_param("engine", engine, Options(["auto", "dask"]), caller=caller)
+    if isinstance(dyn, (str, os.PathLike)):
+        from cartokit.store import open_dynamics
+
+        dyn = open_dynamics(dyn)
     index = _checkpoint_index(dyn.num_epochs, burn_in=burn_in, epochs=epochs)
     epoch_numbers = np.arange(dyn.num_epochs)[index]
     if len(epoch_numbers) < 3:
@@ -434,6 +488,10 @@ def compute_metrics(
             UserWarning,
             stacklevel=2,
         )
+    if hasattr(dyn, "blocks") or engine == "dask" or output is not None:
+        from cartokit.streaming import stream_metrics
+
+        return stream_metrics(dyn, epoch_numbers, engine=engine, output=output)
     # Without epochs=, index is a slice: views of the record, where a list of indices would
     # copy the whole record on every call.
     gold = dyn.gold_prob[index]
@@ -533,6 +591,9 @@ def _compute_metrics(
                 "metric column; rename it."
             )
         columns[name] = _mean(values, observed)  # the mean over the checkpoints that saw it
+    if extras and SEQUENCE_EXTRA in extras and "perplexity" not in columns:
+        # a sequence record: gold_prob is the geometric-mean token probability
+        columns["perplexity"] = perplexity(gold, observed)
     if dyn.class_names is not None:
         names = np.asarray(dyn.class_names, dtype=object)
         columns["label_name"] = names[labels]

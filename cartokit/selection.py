@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -47,8 +47,12 @@ from cartokit._validation import (
 from cartokit.data.split import Split
 from cartokit.regions import REGIONS, Thresholds, map_coordinates, region_codes
 
+if TYPE_CHECKING:
+    from cartokit.dynamics import TrainingDynamics
+
 __all__ = [
     "RANDOM",
+    "S2L",
     "SELECTORS",
     "parse_mixture",
     "select",
@@ -88,6 +92,11 @@ SELECTORS: dict[str, tuple[str, bool]] = {
 
 RANDOM = "random"
 """The selector name for a uniformly random subset (seeded by ``seed``)."""
+
+S2L = "s2l"
+"""The selector name for SmallToLarge (:func:`~cartokit.s2l.select_s2l`): not a ranking of the
+metrics table but an even draw over the clusters of the loss trajectories, so it needs the
+dynamics (``select(metrics, "s2l", fraction, dynamics=dyn)``)."""
 
 _FORGETTING = "forgetting"
 _NEVER_LEARNED = "never_learned"
@@ -155,6 +164,12 @@ def _resolve_by(
                 "The 'lowest' parameter has no meaning with by='random'; leave it as None."
             )
         return None, True
+    if by == S2L:
+        raise ValueError(
+            f"{subject} is 's2l', which draws from the clusters of the loss trajectories rather "
+            "than ranking the table: use select(metrics, 's2l', fraction, dynamics=dyn) on its "
+            "own, or cartokit.select_s2l(dyn, fraction)."
+        )
     if by in SELECTORS:
         column, highest = SELECTORS[by]
         if column not in metrics.columns:
@@ -336,6 +351,62 @@ def _top_k(pool: np.ndarray, values: np.ndarray, highest: bool, k: int) -> np.nd
     return pool[near[np.argsort(key[near], kind="stable")[:k]]]
 
 
+def _select_s2l(
+    metrics: pd.DataFrame,
+    fraction: Any,
+    dynamics: Any,
+    lowest: Any,
+    region: Any,
+    balanced: Any,
+    seed: Any,
+) -> np.ndarray:
+    """``select(by="s2l")``: :func:`~cartokit.s2l.select_s2l` on the table's samples."""
+    from cartokit.dynamics import TrainingDynamics
+    from cartokit.s2l import select_s2l
+
+    if not isinstance(dynamics, TrainingDynamics):
+        raise TypeError(
+            "select(by='s2l') clusters each sample's loss trajectory, which the metrics table "
+            "does not hold: pass dynamics= (the TrainingDynamics the table was computed from). "
+            f"Got {type(dynamics).__name__} instead."
+        )
+    if lowest is not None or region is not None or balanced:
+        raise ValueError(
+            "select(by='s2l') draws evenly from the clusters of the loss trajectories; it takes "
+            "no lowest, region or balanced. Leave them out."
+        )
+    if len(dynamics.ids) != len(metrics) or not metrics.index.isin(dynamics.ids).all():
+        raise ValueError(
+            f"select(by='s2l'): the metrics table ({len(metrics)} samples) and the dynamics "
+            f"({dynamics.num_samples} samples) must hold the same sample ids. Compute the table "
+            "from these dynamics."
+        )
+    return select_s2l(dynamics, fraction, seed=seed)
+
+
+def _per_source(metrics: pd.DataFrame, choose: Any) -> np.ndarray:
+    """``choose`` applied to each source's rows of a merged map's metrics, ids source after
+    source (in the order of the categories, else of first appearance)."""
+    if "source" not in metrics.columns:
+        raise ValueError(
+            "select(per_source=True) needs the 'source' column of a merged map's metrics "
+            "(compute_metrics of cartokit.merge_dynamics). Available columns: "
+            f"{list(metrics.columns)}."
+        )
+    sources = metrics["source"]
+    order = sources.cat.categories if isinstance(sources.dtype, pd.CategoricalDtype) else None
+    picked = []
+    for name in pd.unique(sources.dropna()) if order is None else order:
+        rows = (sources == name).to_numpy()
+        if not rows.any():
+            continue
+        try:
+            picked.append(choose(metrics[rows]))
+        except ValueError as err:
+            raise ValueError(f"select(per_source=True), source {name!r}: {err}") from None
+    return np.concatenate(picked) if picked else metrics.index.to_numpy()[:0]
+
+
 # --------------------------------------------------------------------------- public API
 
 
@@ -349,6 +420,8 @@ def select(
     thresholds: Thresholds | None = None,
     balanced: bool = False,
     seed: int | None = 0,
+    dynamics: TrainingDynamics | None = None,
+    per_source: bool = False,
 ) -> np.ndarray:
     """Select the ids of the top ``fraction`` of samples by a metric.
 
@@ -359,7 +432,8 @@ def select(
     by : str, default="ambiguous"
         A name in :data:`SELECTORS` (e.g. ``"ambiguous"``: highest variability, ``"easy"``:
         highest confidence, ``"hard"``: lowest confidence), ``"random"``, or any numeric
-        column of ``metrics`` (ranked highest first). Ranking by forgetting puts samples that
+        column of ``metrics`` (ranked highest first), or ``"s2l"`` (SmallToLarge, with
+        ``dynamics=``). Ranking by forgetting puts samples that
         were never learned (``never_learned`` is True) first for ``"high_forgetting"`` and
         last for ``"low_forgetting"``, whatever their count (Toneva et al., 2019, count them as
         the most forgettable); without a ``never_learned`` column the count ranks alone.
@@ -381,6 +455,16 @@ def select(
         each class is ranked by the same criterion.
     seed : int or None, default=0
         Seed of ``numpy.random.default_rng`` for ``by="random"``; same seed, same subset.
+    dynamics : TrainingDynamics or None, default=None
+        With ``by="s2l"`` only, and needed there: the record the table was computed from.
+        SmallToLarge (:func:`~cartokit.s2l.select_s2l`, Yang et al., 2024) clusters its loss
+        trajectories and draws ``fraction`` of the samples evenly across the clusters; it takes
+        no ``lowest``, ``region`` or ``balanced``.
+    per_source : bool, default=False
+        Select within each source of merged maps (the ``source`` column of the metrics of
+        :func:`~cartokit.merge_dynamics`), with the same settings: ``fraction`` of each
+        source's samples rather than of the whole table, so that every client gives the same
+        share. The ids come source after source.
 
     Returns
     -------
@@ -423,6 +507,16 @@ def select(
     """
     caller = "select"
     check_metrics_frame(metrics, caller=caller)
+    if check_param("per_source", per_source, Boolean(), caller=caller):
+        return _per_source(
+            metrics,
+            lambda part: select(
+                part, by, fraction, lowest=lowest, region=region, thresholds=thresholds,
+                balanced=balanced, seed=seed, dynamics=dynamics,
+            ),
+        )  # fmt: skip
+    if by == S2L:
+        return _select_s2l(metrics, fraction, dynamics, lowest, region, balanced, seed)
     lowest = check_param("lowest", lowest, Optional(Boolean()), caller=caller)
     values, highest = _resolve_by(metrics, by, lowest, subject=f"The 'by' parameter of {caller}")
     region_code = _check_region(region, subject=f"The 'region' parameter of {caller}")

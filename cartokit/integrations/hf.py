@@ -14,6 +14,12 @@ How it works, and why:
 - The id column (``"idx"`` by default; added to a ``datasets.Dataset`` that lacks it) holds each
   row's position in the training set. It survives ``remove_unused_columns=True``: the trainer
   keeps it for the training set only, and drops it before every forward call.
+- A causal or seq2seq language model (its class is one of ``AutoModelForCausalLM``'s or
+  ``AutoModelForSeq2SeqLM``'s, or its batches carry 2-D labels, ``-100`` where not scored) is
+  recorded by a :class:`~cartokit.SequenceRecorder` from the same training forward pass: one
+  map point per prompt→response pair, from the tokens its labels score (the prompt masked with
+  ``-100`` is not). Causal LMs are scored shifted (position t predicts token t+1), seq2seq
+  decoders as they are.
 - Under ``torchrun``/DDP/accelerate every process records its own micro-batches and the
   recorder combines the processes at each epoch end (collectively), counting the padding a
   distributed sampler adds once. Nothing is gathered per step.
@@ -70,8 +76,17 @@ from cartokit._validation import (
 )
 from cartokit.dynamics import TrainingDynamics
 from cartokit.recorder import DynamicsRecorder
+from cartokit.sequence import SequenceRecorder
+from cartokit.tracking import MLflowTracker, TensorBoardTracker, Tracker, WandbTracker, log_map
 
-__all__ = ["DYNAMICS_FILE", "RECORDER_FILE", "CartographyTrainer", "add_id_column"]
+__all__ = [
+    "DYNAMICS_FILE",
+    "RECORDER_FILE",
+    "CartographyTrainer",
+    "add_id_column",
+    "language_model_kind",
+    "report_trackers",
+]
 
 #: Recorder state written into each checkpoint folder (single process).
 RECORDER_FILE = "cartokit_recorder.pt"
@@ -148,6 +163,39 @@ def _check_id_column(dataset: Any, column: str, caller: str) -> None:
         )
 
 
+def _base_model(model: Any) -> Any:
+    """The model inside a wrapper: DDP's ``.module``, PEFT's ``get_base_model()``."""
+    model = getattr(model, "module", model)
+    getter = getattr(model, "get_base_model", None)
+    return getter() if callable(getter) else model
+
+
+def language_model_kind(model: Any) -> str | None:
+    """``"causal"`` or ``"seq2seq"`` when ``model`` is a Hugging Face language model, else None.
+
+    Known by its class: one that ``AutoModelForCausalLM`` (``GPT2LMHeadModel``, ``…ForCausalLM``)
+    or ``AutoModelForSeq2SeqLM`` (``T5ForConditionalGeneration``, ...) builds.
+    """
+    from transformers.models.auto import modeling_auto
+
+    name = type(_base_model(model)).__name__
+    for kind, mapping in (
+        ("causal", modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES),
+        ("seq2seq", modeling_auto.MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES),
+    ):
+        for value in mapping.values():
+            if name == value or (isinstance(value, tuple) and name in value):
+                return kind
+    return None
+
+
+def _sequence_recorder(model: Any, num_samples: int) -> SequenceRecorder:
+    # seq2seq decoders take labels as they are (shifted right into decoder inputs), so their
+    # logits align with the labels; causal LMs shift inside their loss
+    seq2seq = bool(getattr(getattr(_base_model(model), "config", None), "is_encoder_decoder", 0))
+    return SequenceRecorder(num_samples, shift=not seq2seq)
+
+
 def _logits_of(outputs: Any, caller: str) -> torch.Tensor:
     if isinstance(outputs, dict) and "logits" in outputs:
         return outputs["logits"]
@@ -156,26 +204,75 @@ def _logits_of(outputs: Any, caller: str) -> torch.Tensor:
         raise TypeError(
             f"{caller}: the model's outputs have no 'logits'. Got {type(outputs).__name__}"
             f"{' with keys ' + str(list(outputs)) if isinstance(outputs, dict) else ''}. Use a "
-            "sequence classification model (…ForSequenceClassification), or return a "
-            "ModelOutput/dict with a 'logits' entry."
+            "sequence classification model (…ForSequenceClassification) or a language model "
+            "(…ForCausalLM), or return a ModelOutput/dict with a 'logits' entry."
         )
     return logits
 
 
+def report_trackers(trainer: Trainer) -> list[Tracker]:
+    """Trackers on the runs a ``Trainer`` reports to: those of its ``report_to`` callbacks.
+
+    TensorBoard: the ``TensorBoardCallback``'s writer; MLflow: the active run that
+    ``MLflowCallback`` started; W&B: the run ``WandbCallback`` started. None is ended here.
+    Other ``report_to`` backends get no map.
+    """
+    from transformers.integrations import MLflowCallback, TensorBoardCallback, WandbCallback
+
+    found: list[Tracker] = []
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, TensorBoardCallback) and callback.tb_writer is not None:
+            found.append(TensorBoardTracker(writer=callback.tb_writer))
+        elif isinstance(callback, MLflowCallback):
+            import mlflow
+
+            if mlflow.active_run() is not None:
+                run_id = mlflow.active_run().info.run_id
+                found.append(MLflowTracker(client=mlflow.MlflowClient(), run_id=run_id))
+        elif isinstance(callback, WandbCallback):
+            import wandb
+
+            if wandb.run is not None:
+                found.append(WandbTracker(run=wandb.run))
+    return found
+
+
 class _RecordingCallback(TrainerCallback):
-    """Closes epochs (and optional sub-epoch passes) and writes the final dynamics."""
+    """Closes epochs (and optional sub-epoch passes), logs the map to the ``report_to``
+    trackers, and writes the final dynamics.
+
+    It runs before the Trainer's other callbacks, so that at the end of training the map
+    reaches TensorBoard and MLflow before their callbacks close the writer and end the run.
+    """
 
     def __init__(self, trainer: CartographyTrainer) -> None:
         self.trainer = trainer
+        self.trackers: list[Tracker] | None = None  # found at the first map
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.trainer._maybe_sub_epoch_pass()
+        if self.trainer._maybe_sub_epoch_pass():
+            self._log_map(state)
 
     def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.trainer._close_epoch()
+        if state.global_step < state.max_steps:  # the last map goes with the table, at the end
+            self._log_map(state)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._log_map(state, final=True)
         self.trainer._write_dynamics(Path(args.output_dir))
+
+    def _log_map(self, state: Any, *, final: bool = False) -> None:
+        recorder = self.trainer.recorder
+        if recorder is None or not state.is_world_process_zero:
+            return
+        if self.trackers is None:
+            self.trackers = report_trackers(self.trainer)
+        log_map(self.trackers, recorder.dynamics, state.global_step, final=final)
+        if final:
+            for tracker in self.trackers:
+                tracker.close()  # flushes: the Trainer's callbacks own the runs
+            self.trackers = None
 
 
 class CartographyTrainer(Trainer):
@@ -189,10 +286,12 @@ class CartographyTrainer(Trainer):
     ----------
     *args, **kwargs
         Passed to ``transformers.Trainer``.
-    recorder : DynamicsRecorder, optional
+    recorder : DynamicsRecorder or SequenceRecorder, optional
         The recorder to feed. By default one is built as soon as the trainer has a
-        ``train_dataset``, with ``num_samples=len(train_dataset)``,
-        ``num_classes=model.config.num_labels`` and the class names of
+        ``train_dataset``, with ``num_samples=len(train_dataset)``: for a language model
+        (:func:`language_model_kind`, or labels of shape ``(batch, T)`` in the first batch) a
+        :class:`~cartokit.SequenceRecorder`, shifted unless the model is an encoder-decoder;
+        else a classifier's, with ``num_classes=model.config.num_labels`` and the class names of
         ``model.config.id2label``. Pass your own for options such as ``sample_ids=`` (the
         dataset's own ids) or ``store_probs=True``.
     id_column : str, default "idx"
@@ -225,6 +324,11 @@ class CartographyTrainer(Trainer):
     Under multi-process training every process records its own batches and all processes
     close each epoch together; do not gather anything yourself.
 
+    The map goes where the Trainer's curves go: with ``report_to`` naming ``"tensorboard"``,
+    ``"mlflow"`` or ``"wandb"``, each map checkpoint logs the region counts, the histograms of
+    confidence and variability and the data-map figure into that run, and the end of training
+    the metrics table (see :mod:`cartokit.tracking`; :func:`report_trackers` finds the runs).
+
     Resuming: a checkpoint taken at an epoch end or in the middle of an epoch continues the
     record exactly; with ``ignore_data_skip=True`` the interrupted epoch is recorded again
     from its start. A checkpoint without a cartokit record (saved by a plain ``Trainer``)
@@ -254,7 +358,12 @@ class CartographyTrainer(Trainer):
         check_params(
             {"recorder": recorder, "id_column": id_column, "record": record},
             {
-                "recorder": Optional(InstanceOf(DynamicsRecorder, "a cartokit.DynamicsRecorder")),
+                "recorder": Optional(
+                    InstanceOf(
+                        (DynamicsRecorder, SequenceRecorder),
+                        "a cartokit.DynamicsRecorder or cartokit.SequenceRecorder",
+                    )
+                ),
                 "id_column": Text(),
                 "record": Options(_RECORD_MODES),
             },
@@ -278,7 +387,9 @@ class CartographyTrainer(Trainer):
         self._updates = 0  # update() calls on this process since the last end_epoch()
         self._passes_done = 0  # sub-epoch eval passes done in the current epoch
         self._prepared_for: Any = None  # the train_dataset the recorder was checked against
-        self.add_callback(_RecordingCallback(self))
+        self._default_recorder = recorder is None  # built here: may turn into a sequence one
+        # first, so that the map is logged before the report_to callbacks end their runs
+        self.callback_handler.callbacks.insert(0, _RecordingCallback(self))
         if self.train_dataset is not None:
             self._prepare_record()
 
@@ -318,7 +429,9 @@ class CartographyTrainer(Trainer):
                 self.train_dataset = dataset
         num_samples = len(dataset)
         config = getattr(self.model, "config", None)
-        if self.recorder is None:
+        if self.recorder is None and language_model_kind(self.model):
+            self.recorder = _sequence_recorder(self.model, num_samples)
+        elif self.recorder is None:
             num_classes = getattr(config, "num_labels", None)
             problem = getattr(config, "problem_type", None)
             not_single_label = problem in ("regression", "multi_label_classification")
@@ -404,9 +517,20 @@ class CartographyTrainer(Trainer):
         loss, outputs = super().compute_loss(
             model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
         )
-        self.recorder.update(ids, _logits_of(outputs, caller), labels)  # type: ignore[union-attr]
-        self._updates += 1
+        self._record(ids, _logits_of(outputs, caller), labels)
         return (loss, outputs) if return_outputs else loss
+
+    def _record(self, ids: Any, logits: Any, labels: Any) -> None:
+        if (
+            self._default_recorder
+            and isinstance(self.recorder, DynamicsRecorder)
+            and (logits.ndim, labels.ndim) == (3, 2)
+            and not (self.recorder.num_epochs or self._updates)
+        ):
+            # a label per position: a language model of a class transformers does not map
+            self.recorder = _sequence_recorder(self.model, self.recorder.num_samples)
+        self.recorder.update(ids, logits, labels)  # type: ignore[union-attr]
+        self._updates += 1
 
     def prediction_step(self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         """The parent's prediction step, without the id column (the model does not take it)."""
@@ -436,8 +560,7 @@ class CartographyTrainer(Trainer):
                         )
                     with self.compute_loss_context_manager():
                         outputs = model(**inputs)
-                    self.recorder.update(ids, _logits_of(outputs, caller), labels)  # type: ignore[union-attr]
-                    self._updates += 1
+                    self._record(ids, _logits_of(outputs, caller), labels)
         finally:
             model.train(was_training)
 
@@ -452,19 +575,22 @@ class CartographyTrainer(Trainer):
         self._end_epoch()
         self._passes_done = 0
 
-    def _maybe_sub_epoch_pass(self) -> None:
+    def _maybe_sub_epoch_pass(self) -> bool:
+        """Run a sub-epoch eval pass when one is due; whether one ran."""
         k = self.eval_passes_per_epoch
         if k == 1:
-            return
+            return False
         epoch = float(self.state.epoch or 0.0)
         frac = epoch - math.floor(epoch)
         if frac == 0.0:
-            return  # the epoch end: on_epoch_end runs that pass
+            return False  # the epoch end: on_epoch_end runs that pass
         mark = math.floor(frac * k + 1e-9)
-        if mark > self._passes_done:
-            self._eval_pass()
-            self._end_epoch()
-            self._passes_done = mark
+        if mark <= self._passes_done:
+            return False
+        self._eval_pass()
+        self._end_epoch()
+        self._passes_done = mark
+        return True
 
     # ------------------------------------------------------------------ checkpoints
     def _recorder_file(self, rank: int | None = None) -> str:
@@ -541,6 +667,10 @@ class CartographyTrainer(Trainer):
                     UserWarning,
                     stacklevel=3,
                 )
+        if state.get("kind") == "sequence" and self._default_recorder:
+            self.recorder = SequenceRecorder(
+                state["num_samples"], shift=state["shift"], ignore_index=state["ignore_index"]
+            )
         self.recorder.load_state_dict(state)  # type: ignore[union-attr]
         self._updates = 1 if state.get("partial") else 0
         self._passes_done = (

@@ -25,11 +25,55 @@ except ImportError:  # pragma: no cover - the older package name
             'pip install "cartokit[lightning]"'
         ) from err
 
-from cartokit._validation import InstanceOf, Optional, Text, check_param, check_params
+from cartokit._validation import Boolean, InstanceOf, Optional, Text, check_param, check_params
 from cartokit.dynamics import TrainingDynamics
 from cartokit.recorder import DynamicsRecorder
+from cartokit.sequence import SequenceRecorder
+from cartokit.tracking import (
+    MapSnapshot,
+    MLflowTracker,
+    TensorBoardTracker,
+    Tracker,
+    WandbTracker,
+    log_map,
+)
 
-__all__ = ["CartographyCallback"]
+__all__ = ["CartographyCallback", "logger_trackers"]
+
+
+class _LoggerTracker(Tracker):
+    """Any other Lightning logger (CSV, ...): the region counts, through ``log_metrics``."""
+
+    def __init__(self, logger: Any) -> None:
+        super().__init__(owned=False)
+        self.logger = logger
+
+    def log_scalars(self, values: Mapping[str, float], step: int) -> None:
+        self.logger.log_metrics(dict(values), step=step)
+
+    def log_map(self, snapshot: MapSnapshot) -> None:
+        counts = {f"cartography/regions/{r}": n for r, n in snapshot.counts.items()}
+        self.log_scalars(counts, snapshot.step)
+
+
+def logger_trackers(trainer: Any) -> list[Tracker]:
+    """Trackers on a Lightning ``Trainer``'s loggers (none is closed here).
+
+    ``TensorBoardLogger``: its ``SummaryWriter``; ``MLFlowLogger``: its client and run;
+    ``WandbLogger``: its run; any other logger gets the region counts as metrics.
+    """
+    loggers = pl.loggers
+    found: list[Tracker] = []
+    for logger in trainer.loggers:
+        if isinstance(logger, loggers.TensorBoardLogger):
+            found.append(TensorBoardTracker(writer=logger.experiment))
+        elif isinstance(logger, loggers.MLFlowLogger):
+            found.append(MLflowTracker(client=logger.experiment, run_id=logger.run_id))
+        elif isinstance(logger, loggers.WandbLogger):
+            found.append(WandbTracker(run=logger.experiment))
+        else:
+            found.append(_LoggerTracker(logger))
+    return found
 
 
 class CartographyCallback(pl.Callback):
@@ -49,13 +93,22 @@ class CartographyCallback(pl.Callback):
     A ``training_step`` that returns ``None`` (Lightning's way to skip a batch) records
     nothing; those samples then count as missing in that epoch.
 
+    A language model returns its logits of shape ``(batch, T, vocab)`` and its labels of shape
+    ``(batch, T)``, ``-100`` where a token is not scored (the prompt, the padding), as Hugging
+    Face models take them; a :class:`~cartokit.SequenceRecorder` then records one point per
+    prompt→response pair.
+
     Parameters
     ----------
-    recorder : DynamicsRecorder, optional
+    recorder : DynamicsRecorder or SequenceRecorder, optional
         The recorder to feed. By default one is built at the first batch, for
-        ``len(trainer.train_dataloader.dataset)`` samples and as many classes as the logits
-        have columns. Pass your own for options such as ``sample_ids=`` or ``class_names=``,
-        or when the training set has no length.
+        ``len(trainer.train_dataloader.dataset)`` samples: a ``SequenceRecorder`` when the
+        logits are 3-D, else a ``DynamicsRecorder`` with as many classes as the logits have
+        columns. Pass your own for options such as ``sample_ids=`` or ``class_names=``, or
+        when the training set has no length.
+    shift : bool, default True
+        For a default ``SequenceRecorder``: score ``logits[:, :-1]`` against ``labels[:, 1:]``
+        (causal LMs); ``False`` for a seq2seq decoder, whose logits align with its labels.
     id_key, logits_key, labels_key : str
         Keys of the ids, logits and labels (defaults ``"idx"``, ``"logits"``, ``"labels"``).
     save_path : str or path, optional
@@ -75,6 +128,10 @@ class CartographyCallback(pl.Callback):
     twice. A checkpoint taken in the middle of an epoch resumes exactly only with a resumable
     dataloader (Lightning warns otherwise), and under DDP it holds the unfinished epoch of
     rank 0 only, since Lightning writes checkpoints from rank 0.
+
+    The map goes to the Trainer's loggers (:func:`logger_trackers`): at each epoch end the
+    region counts, the histograms of confidence and variability and the data-map figure, and
+    when training ends the metrics table too (see :mod:`cartokit.tracking`).
 
     Examples
     --------
@@ -96,18 +153,25 @@ class CartographyCallback(pl.Callback):
         logits_key: str = "logits",
         labels_key: str = "labels",
         save_path: str | os.PathLike[str] | None = None,
+        shift: bool = True,
     ) -> None:
         caller = "CartographyCallback"
         check_params(
             {"recorder": recorder, "id_key": id_key, "logits_key": logits_key},
             {
-                "recorder": Optional(InstanceOf(DynamicsRecorder, "a cartokit.DynamicsRecorder")),
+                "recorder": Optional(
+                    InstanceOf(
+                        (DynamicsRecorder, SequenceRecorder),
+                        "a cartokit.DynamicsRecorder or cartokit.SequenceRecorder",
+                    )
+                ),
                 "id_key": Text(),
                 "logits_key": Text(),
             },
             caller=caller,
         )
         check_param("labels_key", labels_key, Text(), caller=caller)
+        self.shift = check_param("shift", shift, Boolean(), caller=caller)
         self.recorder = recorder
         self.id_key = id_key
         self.logits_key = logits_key
@@ -148,7 +212,7 @@ class CartographyCallback(pl.Callback):
             f"'{self.labels_key}': y}}, or name its key with {option}=."
         )
 
-    def _build_recorder(self, trainer: Any, num_classes: int) -> DynamicsRecorder:
+    def _build_recorder(self, trainer: Any, logits: Any) -> DynamicsRecorder | SequenceRecorder:
         loader = getattr(trainer, "train_dataloader", None)
         dataset = getattr(loader, "dataset", None)
         try:
@@ -159,7 +223,9 @@ class CartographyCallback(pl.Callback):
                 f"trainer.train_dataloader ({type(loader).__name__}). Pass "
                 "recorder=DynamicsRecorder(num_samples, num_classes)."
             ) from None
-        return DynamicsRecorder(num_samples, num_classes)
+        if logits.ndim == 3:  # (batch, T, vocab): a language model
+            return SequenceRecorder(num_samples, shift=self.shift)
+        return DynamicsRecorder(num_samples, int(logits.shape[-1]))
 
     def _close_stale_epoch(self, trainer: Any) -> None:
         # Resumed from a checkpoint taken after an epoch's last batch but before its end: the
@@ -198,7 +264,7 @@ class CartographyCallback(pl.Callback):
         ids = self._lookup("id_key", outputs, batch)
         labels = self._lookup("labels_key", outputs, batch)
         if self.recorder is None:
-            self.recorder = self._build_recorder(trainer, int(logits.shape[-1]))
+            self.recorder = self._build_recorder(trainer, logits)
         self.recorder.update(ids, logits, labels)
         self._updates += 1
         self._epoch = trainer.current_epoch
@@ -206,11 +272,29 @@ class CartographyCallback(pl.Callback):
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         self._close_stale_epoch(trainer)
         self._end_epoch()
+        self._log_map(trainer)
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        self._log_map(trainer, final=True)
         if self.save_path is not None and self.recorder is not None and self.recorder.num_epochs:
             if trainer.is_global_zero:
                 self.recorder.dynamics.save(self.save_path)
+
+    def _log_map(self, trainer: Any, *, final: bool = False) -> None:
+        if self.recorder is None or not getattr(trainer, "loggers", None):
+            return
+        if not trainer.is_global_zero:
+            return
+        max_epochs, max_steps = trainer.max_epochs, trainer.max_steps
+        last = (max_epochs is not None and trainer.current_epoch + 1 >= max_epochs) or (
+            max_steps is not None and 0 <= max_steps <= trainer.global_step
+        )
+        if last and not final:
+            return  # the last map goes with the table, when training ends
+        trackers = logger_trackers(trainer)
+        log_map(trackers, self.recorder.dynamics, trainer.global_step, final=final)
+        for tracker in trackers:
+            tracker.close()  # flushes: the loggers own their runs
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -228,7 +312,11 @@ class CartographyCallback(pl.Callback):
         if not state_dict:
             return
         saved = state_dict["recorder"]
-        if self.recorder is None:
+        if self.recorder is None and saved.get("kind") == "sequence":
+            self.recorder = SequenceRecorder(
+                int(saved["num_samples"]), shift=saved["shift"], ignore_index=saved["ignore_index"]
+            )
+        elif self.recorder is None:
             self.recorder = DynamicsRecorder(
                 int(saved["num_samples"]),
                 int(saved["num_classes"]),
