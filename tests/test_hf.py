@@ -445,7 +445,7 @@ def test_bad_options():
     with pytest.raises(
         TypeError,
         match=r"The 'recorder' parameter of CartographyTrainer must be a cartokit\.Dynamics"
-        r"Recorder, or None\. Got 'rec' of type str instead\.",
+        r"Recorder or cartokit\.SequenceRecorder, or None\. Got 'rec' of type str instead\.",
     ):
         CartographyTrainer(model=make_model(), recorder="rec")
     with pytest.raises(ValueError, match=r"'id_column' parameter .* must be a non-empty str\."):

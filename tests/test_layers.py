@@ -19,17 +19,28 @@ PACKAGE = ROOT / "cartokit"
 #: Layer number -> module prefixes; a module belongs to the longest prefix that names it.
 LAYERS = {
     1: ("cartokit._validation", "cartokit._files", "cartokit._deprecation", "cartokit.plot._style"),
-    2: ("cartokit.dynamics", "cartokit.metrics", "cartokit.regions"),
+    2: (
+        "cartokit.dynamics",
+        "cartokit.store",
+        "cartokit.streaming",
+        "cartokit.merge",
+        "cartokit.metrics",
+        "cartokit.regions",
+    ),
     3: (
         "cartokit.recorder",
+        "cartokit.recorder_store",
+        "cartokit.sequence",
         "cartokit.selection",
+        "cartokit.s2l",
         "cartokit.noise",
         "cartokit.io",
         "cartokit.data",
         "cartokit.mislabel",
         "cartokit.plot",
+        "cartokit.tracking",
     ),
-    4: ("cartokit.models", "cartokit.train"),
+    4: ("cartokit.models", "cartokit.train", "cartokit.compression"),
     5: ("cartokit.distillation", "cartokit.transfer", "cartokit.detection", "cartokit.review"),
     6: (
         "cartokit.study",

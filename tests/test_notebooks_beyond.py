@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from notebook_cells import NOTEBOOK_DIR, code_cells, load, python_of, source
 
+import cartokit
 from cartokit import study
 
 papermill = pytest.importorskip("papermill")
@@ -49,7 +50,8 @@ def test_thin_stripped_and_colab_ready(name):
     install = source(code_cells(nb)[1])
     assert 'if importlib.util.find_spec("cartokit") is None:' in install
     assert [type(n).__name__ for n in ast.parse(python_of(install)).body] == ["Import", "If"]
-    assert f"git+https://github.com/{study.GITHUB_REPO}" in install
+    extras = "hf,widgets,notebooks,cleanlab" if name == "05_mislabels" else "hf,widgets,notebooks"
+    assert f'"cartokit[{extras}]=={cartokit.__version__}"' in install  # the package, pinned
     assert f'study.validate_params(\n    notebook="{name}"' in source(code_cells(nb)[2])
     for cell in code_cells(nb):
         assert cell["outputs"] == [] and cell["execution_count"] is None

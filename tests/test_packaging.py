@@ -51,7 +51,7 @@ def _extra_deps(extra: str) -> dict[str, str]:
 
 
 #: The extras the notebooks need, which Binder and the root environment install.
-NOTEBOOK_EXTRAS = ("widgets", "notebooks", "hf")
+NOTEBOOK_EXTRAS = ("widgets", "notebooks", "hf", "compress")
 
 
 def test_environment_files_list_every_runtime_dependency_with_the_same_range():
@@ -74,8 +74,11 @@ def test_torch_range_admits_the_pinned_cpu_wheel():
 
 
 def test_binder_postbuild_installs_the_package_without_touching_dependencies():
+    """The package as users get it (a wheel, with the notebooks inside), not an editable
+    checkout."""
     text = (ROOT / "binder" / "postBuild").read_text()
-    assert "pip install --no-deps -e ." in text
+    assert "python -m pip install --no-deps .\n" in text
+    assert "-e ." not in text
 
 
 def test_environment_files_install_the_notebooks_extras_with_the_same_ranges():
@@ -101,7 +104,7 @@ def test_binder_postbuild_installs_the_offline_data_without_dependencies():
 
 def test_presets_are_package_data():
     presets = sorted(p.name for p in (ROOT / "cartokit" / "presets").glob("*.yaml"))
-    assert presets == ["digits.yaml", "sentiment.yaml"]
+    assert presets == ["dialogue.yaml", "digits.yaml", "sentiment.yaml"]
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert "presets/*.yaml" in data.get("package-data", {}).get("cartokit", [])
 

@@ -150,3 +150,37 @@ def test_an_unknown_name_is_an_attribute_error_without_a_warning(recwarn):
     with pytest.raises(AttributeError, match=r"module 'cartokit' has no attribute 'nope'"):
         cartokit.nope  # noqa: B018
     assert not [w for w in recwarn if issubclass(w.category, DeprecationWarning)]
+
+
+def test_language_model_names_are_in_the_core():
+    """``ck.SequenceRecorder`` (loaded on first use: it needs torch) and ``ck.select_s2l``
+    (eager: scikit-learn is imported only when it clusters)."""
+    code = (
+        "import sys, cartokit as ck\n"
+        "assert {'torch', 'sklearn'}.isdisjoint(sys.modules), 'import cartokit imported them'\n"
+        "import cartokit.s2l, cartokit.sequence\n"
+        "assert ck.select_s2l is cartokit.s2l.select_s2l\n"
+        "assert ck.SequenceRecorder is cartokit.sequence.SequenceRecorder\n"
+        "assert {'SequenceRecorder', 'select_s2l'} <= set(ck.__all__) <= set(dir(ck))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_store_and_merge_names_are_in_the_core():
+    """``ck.open_dynamics`` and ``ck.merge_dynamics``, loaded on first use: ``import cartokit``
+    imports neither the store nor the merge."""
+    code = (
+        "import sys, cartokit as ck\n"
+        "assert {'cartokit.store', 'cartokit.merge'}.isdisjoint(sys.modules), 'imported'\n"
+        "import cartokit.merge, cartokit.store\n"
+        "assert ck.open_dynamics is cartokit.store.open_dynamics\n"
+        "assert ck.merge_dynamics is cartokit.merge.merge_dynamics\n"
+        "assert {'open_dynamics', 'merge_dynamics'} <= set(ck.__all__) <= set(dir(ck))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]

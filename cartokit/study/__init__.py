@@ -30,6 +30,9 @@ from cartokit.study.colab import (
     enable_colab_widgets,
 )
 from cartokit.study.data import (
+    DATA_PARAMS,
+    bundle_of,
+    check_data,
     describe_bundle,
     load_data,
     metrics_table,
@@ -41,6 +44,7 @@ from cartokit.study.params import (
     NOTEBOOKS,
     PAPER_SUBSETS,
     SCHEMA,
+    STUDIES,
     STUDY_MODELS,
     SUBSET_SELECTORS,
     TEXT_DATASETS,
@@ -52,6 +56,7 @@ from cartokit.study.params import (
     preset_names,
     read_parameters_cell,
     resolve_params,
+    study_of,
     validate_params,
 )
 from cartokit.study.report import (
@@ -94,6 +99,7 @@ from cartokit.study.steps import (
 
 __all__ = [
     "ABOVE_CHANCE_MARGIN",
+    "DATA_PARAMS",
     "FULL",
     "GITHUB_REPO",
     "INSTALL_SPEC",
@@ -102,6 +108,7 @@ __all__ = [
     "Run",
     "RunError",
     "SCHEMA",
+    "STUDIES",
     "STUDY_MODELS",
     "SUBSET_SELECTORS",
     "Subset",
@@ -110,6 +117,8 @@ __all__ = [
     "above_chance",
     "add_regions",
     "build_subsets",
+    "bundle_of",
+    "check_data",
     "colab_badge",
     "colab_url",
     "default_kernel",
@@ -144,6 +153,7 @@ __all__ = [
     "save_subsets",
     "show_examples",
     "small_model_threads",
+    "study_of",
     "subsets_summary",
     "top_ids",
     "validate_params",

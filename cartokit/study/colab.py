@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sys
 
+from cartokit import __version__
+
 __all__ = ["GITHUB_REPO", "INSTALL_SPEC", "colab_badge", "colab_url", "enable_colab_widgets"]
 
 #: GitHub ``owner/name`` of the public repository. The notebooks' "Open in Colab" badges and
@@ -16,8 +18,10 @@ __all__ = ["GITHUB_REPO", "INSTALL_SPEC", "colab_badge", "colab_url", "enable_co
 #: notebooks' first cells to match.
 GITHUB_REPO = "cartokit/cartokit"
 
-#: What the notebooks' install cell installs where cartokit is missing (Colab).
-INSTALL_SPEC = f"cartokit[hf,widgets,notebooks] @ git+https://github.com/{GITHUB_REPO}"
+#: What the notebooks' install cell installs where cartokit is missing (Colab): the package
+#: (its wheel, which carries the notebooks), at the version the notebooks belong to; not a
+#: source checkout. Notebook 05 adds the ``cleanlab`` extra.
+INSTALL_SPEC = f"cartokit[hf,widgets,notebooks]=={__version__}"
 
 
 def colab_url(notebook: str) -> str:

@@ -1,8 +1,9 @@
 """The data of a study: a dataset ready for the map, the inputs its model takes, and the table of
 per-sample metrics that the later notebooks read.
 
-* :func:`load_data`: a dataset by name, capped, with an out-of-distribution split
-  (:func:`rotate_images` for images without one) and seeded label noise;
+* :func:`load_data`: a dataset by name, ``hf:<name>`` or your own file or image folder,
+  capped, with an out-of-distribution split (:func:`rotate_images` for images without one) and
+  seeded label noise;
 * :func:`model_data`: the inputs the model takes; for a frozen sentence encoder, each text's
   embedding, computed once and cached on disk;
 * :func:`metrics_table`: :func:`~cartokit.compute_metrics` with the split's own columns.
@@ -11,9 +12,8 @@ per-sample metrics that the later notebooks read.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import os
-from collections.abc import Callable
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,14 +21,24 @@ import numpy as np
 import pandas as pd
 
 from cartokit._files import atomic_write
-from cartokit.data import DATASETS, DataBundle, Split, load_dataset, subsample
+from cartokit.data import DataBundle, Split, dataset_source, load_source, subsample
+from cartokit.data.files import check_files
 from cartokit.noise import inject_noise
 from cartokit.study.params import validate_params
 
 if TYPE_CHECKING:
     from cartokit.dynamics import TrainingDynamics
 
-__all__ = ["describe_bundle", "load_data", "metrics_table", "model_data", "rotate_images"]
+__all__ = [
+    "DATA_PARAMS",
+    "bundle_of",
+    "check_data",
+    "describe_bundle",
+    "load_data",
+    "metrics_table",
+    "model_data",
+    "rotate_images",
+]
 
 
 def rotate_images(
@@ -74,15 +84,51 @@ def rotate_images(
     )
 
 
-def _accepts(function: Callable[..., Any], name: str) -> bool:
-    params = inspect.signature(function).parameters
-    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+#: The parameters of :func:`load_data`, which a run folder's ``params.json`` holds, so that
+#: :attr:`cartokit.study.Run.bundle` loads the same data again.
+DATA_PARAMS = (
+    "dataset",
+    "noise",
+    "max_samples",
+    "seed",
+    "text_column",
+    "feature_columns",
+    "label_column",
+    "id_column",
+    "test_data",
+    "test_size",
+    "ood_data",
+)
 
 
 def load_data(
-    dataset: str, *, noise: float = 0.0, max_samples: int | None = None, seed: int = 0
+    dataset: str,
+    *,
+    noise: float = 0.0,
+    max_samples: int | None = None,
+    seed: int = 0,
+    text_column: str | None = None,
+    feature_columns: Sequence[str] = (),
+    label_column: str = "label",
+    id_column: str | None = None,
+    test_data: str | None = None,
+    test_size: float = 0.2,
+    ood_data: Mapping[str, str] | None = None,
 ) -> DataBundle:
-    """A dataset by name, ready for a study.
+    """A dataset, ready for a study.
+
+    ``dataset`` is a registered name (:data:`~cartokit.data.DATASETS`), ``"hf:<name>"`` for
+    any Hugging Face hub dataset with texts and labels, or your own data: the path of a
+    ``.csv``, ``.tsv``, ``.jsonl`` or ``.parquet`` file, or of a folder of images with one
+    subfolder per class (:func:`cartokit.data.load_source`). For your own data and hub sets:
+
+    * ``text_column`` (default ``"text"``; guessed for hub sets) or ``feature_columns``
+      (numeric columns, for the MLP), ``label_column`` and ``id_column`` (default: the row);
+    * ``test_data``: the test file (a split name for hub sets), else a stratified, seeded
+      ``test_size`` share of the dataset;
+    * ``ood_data``: out-of-distribution sets, name to file (split name for hub sets).
+
+    Then, for every dataset:
 
     * ``max_samples`` caps each split (stratified, seeded), for CI-sized runs;
     * an image dataset without out-of-distribution splits gets one, ``rotated``
@@ -95,18 +141,22 @@ def load_data(
     (500, ['rotated'], 50)
     """
     params = validate_params(
-        caller="load_data", dataset=dataset, noise=noise, max_samples=max_samples, seed=seed
+        caller="load_data",
+        dataset=dataset,
+        noise=noise,
+        max_samples=max_samples,
+        seed=seed,
+        text_column=text_column,
+        feature_columns=feature_columns,
+        label_column=label_column,
+        id_column=id_column,
+        test_data=test_data,
+        test_size=test_size,
+        ood_data=ood_data or {},
     )
-    loader = DATASETS[dataset]
-    options: dict[str, Any] = {}
-    if _accepts(loader, "seed"):
-        options["seed"] = seed
-    capped_by_loader = max_samples is not None and _accepts(loader, "max_samples")
-    if capped_by_loader:
-        options["max_samples"] = max_samples
-    bundle = load_dataset(dataset, **options)
-    if max_samples is not None and not capped_by_loader:
-        cap = params["max_samples"]
+    bundle = load_source(**{k: v for k, v in params.items() if k != "noise"})
+    cap = params["max_samples"]
+    if cap is not None:  # a no-op for the splits that a loader capped already
         bundle = DataBundle(
             bundle.name,
             train=subsample(bundle.train, cap, seed=seed),
@@ -118,6 +168,32 @@ def load_data(
     if noise > 0:
         bundle.train = inject_noise(bundle.train, noise, seed=seed)
     return bundle
+
+
+def check_data(params: Mapping[str, Any]) -> None:
+    """Refuse bad data files among a study's parameters before any notebook starts.
+
+    For your own files and image folders, :func:`cartokit.data.files.check_files` reads every
+    table and verifies every image, so that a missing column, a single class, an empty file,
+    repeated ids, test classes the training data lacks or an unreadable image stops
+    ``cartokit run`` at once, in one line naming the file. Registered and ``hf:`` datasets
+    load in notebook 01.
+    """
+    source, value = dataset_source(params["dataset"])
+    if source not in ("file", "folder"):
+        return
+    columns = {k: params[k] for k in _COLUMNS if k in params} if source == "file" else {}
+    check_files(
+        value, test_data=params.get("test_data"), ood_data=params.get("ood_data"), **columns
+    )
+
+
+_COLUMNS = ("text_column", "feature_columns", "label_column", "id_column")
+
+
+def bundle_of(params: Mapping[str, Any]) -> DataBundle:
+    """:func:`load_data` with the data parameters among ``params`` (a run's ``params.json``)."""
+    return load_data(**{k: params[k] for k in DATA_PARAMS if k in params})
 
 
 def describe_bundle(bundle: DataBundle) -> pd.DataFrame:

@@ -3,7 +3,9 @@
 * :func:`results_table` and :func:`results_markdown`: the retrained models' accuracy per subset,
   as mean ± std over seeds, like the paper's Table 1; :func:`save_results` writes both;
 * :func:`above_chance`: whether the model trained on all the data learned anything;
-* :func:`write_report`: ``report.md``, from what the notebooks wrote to the run folder.
+* :func:`write_report`: ``report.md``, from what the notebooks wrote to the run folder (for a
+  ``generative`` study, notebook 07's: the proxy's map, the corrupted replies found, small to
+  large).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import pandas as pd
 
 from cartokit._files import atomic_write
 from cartokit.regions import REGIONS, Thresholds, assign_regions
-from cartokit.study.params import FULL
+from cartokit.study.params import FULL, STUDIES
 from cartokit.study.rundir import read_json
 from cartokit.study.steps import region_table
 
@@ -291,20 +293,112 @@ def _run_section(run: Path, info: dict[str, Any]) -> list[str]:
     return out + ["## Files", "", *[f"- `{f}`" for f in files], ""]
 
 
+def _short(text: Any, width: int = 80) -> str:
+    """``text`` on one line, cut to ``width`` characters."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def _figure(run: Path, name: str, alt: str) -> list[str]:
+    return [f"![{alt}]({name})", ""] if (run / name).is_file() else []
+
+
+def _generative_sections(run: Path, params: dict[str, Any]) -> list[str]:
+    """Notebook 07's outputs: the proxy's map, the corrupted replies found, small to large."""
+    from cartokit.io import read_metrics_table
+
+    out = [f"# Generative data map study: {params.get('dataset', run.name)}", ""]
+    if params:
+        out += [
+            f"A {params.get('proxy_size', '?')} GPT-2-style proxy trained from scratch for "
+            f"{params.get('epochs', '?')} epochs on prompt → reply pairs (the prompt masked, "
+            f"{params.get('max_length', '?')} tokens per pair), seed {params.get('seed', 0)}; "
+            f"a {params.get('large_size', '?')} model trained on subsets chosen on its map, "
+            f"each for the steps of {params.get('budget_epochs', '?')} epochs of the full set.",
+            "",
+        ]
+    out += ["## The proxy's data map", "", *_figure(run, "data_map.png", "data map")]
+    if (run / "metrics.csv").is_file():
+        from cartokit.study.generative import region_replies
+
+        metrics = read_metrics_table(run / "metrics.csv", caller="write_report")
+        means = metrics[["confidence", "perplexity", "token_accuracy"]].mean()
+        replies = region_replies(metrics, num_examples=int(params.get("num_examples", 5)))
+        for column in ("prompt", "response"):
+            replies[column] = replies[column].map(_short)
+        out += [
+            f"{len(metrics)} training pairs; mean confidence (geometric-mean token probability "
+            f"of the reply) {means['confidence']:.3f}, mean perplexity "
+            f"{means['perplexity']:.1f}, mean token accuracy {means['token_accuracy']:.3f}. "
+            "The easiest (highest confidence), most ambiguous (highest variability) and "
+            "hardest (lowest confidence) pairs:",
+            "",
+            _md_table(replies, index=False),
+            "",
+        ]
+    if (run / "detection.csv").is_file():
+        found = pd.read_csv(run / "detection.csv", index_col="score")
+        share = params.get("corrupt_fraction")
+        out += [
+            "## Finding corrupted replies",
+            "",
+            (f"{share:.0%} of the training replies corrupted" if share else "Replies corrupted")
+            + " (half swapped between pairs, half random words); each score of a fresh proxy's "
+            "map ranks the pairs. AUROC, average precision and precision@k (k = "
+            f"{int(found['k'].iloc[0])}, the corrupted pairs), overall and per kind:",
+            "",
+            _md_table(found.drop(columns="k").round(3)),
+            "",
+            *_figure(run, "corrupted_map.png", "map of the corrupted set"),
+        ]
+    if (run / "results_table.csv").is_file():
+        from cartokit.study.generative import lm_results_markdown
+
+        table = pd.read_csv(run / "results_table.csv", index_col="subset")
+        out += [
+            "## Small to large",
+            "",
+            "A fresh larger model trained on each subset at one equal budget of steps and "
+            "scored on the held-out pairs: loss and perplexity as mean ± std over seeds, the "
+            "lowest in bold. `s2l`: SmallToLarge (Yang et al., NeurIPS 2024), K-means on the "
+            "proxy's loss trajectories, drawn evenly across clusters.",
+            "",
+            lm_results_markdown(table),
+            "",
+        ]
+        if "perplexity vs full" in table:
+            best = table.drop(index="full 100%")["perplexity mean"].idxmin()
+            out += [
+                f"The best subset, {best}, reaches {table.loc[best, 'perplexity vs full']:.3f} "
+                "× the held-out perplexity of the full set.",
+                "",
+            ]
+        out += _figure(run, "subset_curves.png", "held-out perplexity against the share")
+    return out
+
+
 def write_report(run_dir: str | os.PathLike[str]) -> Path:
     """Write ``report.md`` in the run folder from what the notebooks wrote there: parameters,
     the data map and region counts, the retraining table and figures, the comparison with human
-    judgement (when the data has human scores), timings and the list of files."""
+    judgement (when the data has human scores), timings and the list of files.
+
+    A run of the ``generative`` study (notebook 07, ``cartokit run --preset dialogue``) gets
+    the proxy's map and regions, the detection table of corrupted replies, and the
+    small-to-large table and curve instead."""
     run = Path(run_dir)
     info = read_json(run / "run.json", {})
     params = {**read_json(run / "params.json", {}), **info.get("params", {})}
-    out = (
-        _header(run, params)
-        + _map_section(run)
-        + _results_section(run)
-        + _human_section(run)
-        + _run_section(run, info)
-    )
+    ran = tuple(nb["name"] for nb in info.get("notebooks", []))
+    if ran == STUDIES["generative"]:
+        out = _generative_sections(run, params) + _run_section(run, info)
+    else:
+        out = (
+            _header(run, params)
+            + _map_section(run)
+            + _results_section(run)
+            + _human_section(run)
+            + _run_section(run, info)
+        )
     path = run / "report.md"
     with atomic_write(path, "w") as fh:
         fh.write("\n".join(out))

@@ -41,7 +41,7 @@ import pandas as pd
 
 from cartokit._files import atomic_write, check_output_folder, marker_kind, write_marker
 from cartokit.regions import Thresholds
-from cartokit.study.data import load_data, metrics_table
+from cartokit.study.data import bundle_of, metrics_table
 from cartokit.study.params import NOTEBOOKS
 
 if TYPE_CHECKING:
@@ -116,10 +116,7 @@ class Run:
     def bundle(self) -> DataBundle:
         """The study's data (reloaded from the parameters: the same split and noise)."""
         if self._bundle is None:
-            p = self.params
-            self._bundle = load_data(
-                p["dataset"], noise=p["noise"], max_samples=p["max_samples"], seed=p["seed"]
-            )
+            self._bundle = bundle_of(self.params)
         return self._bundle
 
     @property

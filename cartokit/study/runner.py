@@ -4,7 +4,7 @@ behind ``cartokit grid``).
 
 A run checks its parameters (:func:`~cartokit.study.resolve_params`) and its output folder
 (:func:`~cartokit.study.rundir.check_run_folder`) before the first notebook starts; the
-notebooks write into a staging folder that replaces the run folder only when all four succeed
+notebooks write into a staging folder that replaces the run folder only when all succeed
 (:mod:`cartokit.study.rundir`).
 """
 
@@ -23,13 +23,16 @@ from typing import Any
 import pandas as pd
 
 from cartokit._files import atomic_write, check_output_folder, write_marker
+from cartokit.study.data import check_data
 from cartokit.study.params import (
+    FOLDER_PARAMS,
     LIST_PARAMS,
-    NOTEBOOKS,
+    STUDIES,
     find_notebooks,
     read_parameters_cell,
     read_yaml,
     resolve_params,
+    study_of,
 )
 from cartokit.study.report import results_markdown, results_table, write_report
 from cartokit.study.rundir import (
@@ -44,6 +47,7 @@ from cartokit.study.rundir import (
     stage,
     swap_in,
 )
+from cartokit.tracking import repoint_mlflow_store
 from cartokit.train.progress import PROGRESS_ENV
 
 __all__ = [
@@ -165,15 +169,18 @@ def run_study(
 ) -> Path:
     """Run notebooks 01-04 with papermill into the run folder ``out``; return the report's path.
 
-    Parameters come from the notebooks' defaults, then ``preset`` or ``config``, then
-    ``overrides`` (:func:`~cartokit.study.resolve_params`; errors name ``caller``, e.g.
+    A preset or config file may name another study (:func:`~cartokit.study.study_of`): the
+    ``dialogue`` preset runs notebook 07 (``generative``), the same way, with a report of its
+    own. Parameters come from the study's notebooks' defaults, then ``preset`` or ``config``,
+    then ``overrides`` (:func:`~cartokit.study.resolve_params`; errors name ``caller``, e.g.
     ``"cartokit run"``), and are checked before any notebook starts. Each notebook gets the
-    parameters its ``parameters`` cell declares, and ``run_dir``.
+    parameters its ``parameters`` cell declares, and the run folder as its ``run_dir`` (07:
+    ``out_dir``).
 
     ``out`` must be new, empty, or a run folder that cartokit wrote (its ``run.json`` says so);
     any other folder may hold other work and is refused before anything runs. The notebooks
     write into a hidden folder ``.<out>.partial-<pid>`` beside ``out``, which replaces ``out``
-    only when all four succeed, so a failed or interrupted run never overwrites an earlier run's
+    only when all of them succeed, so a failed or interrupted run never overwrites an earlier run's
     outputs. A failed run's folder, or one stopped by Ctrl-C or SIGTERM, is kept as
     ``<out>.failed``, with the executed notebooks, until a run into ``out`` succeeds. The
     executed notebooks name the folder they end in (``out`` or ``<out>.failed``) as their
@@ -205,7 +212,9 @@ def run_study(
         notebooks_dir=notebooks_dir,
         caller=caller,
     )
-    sources = find_notebooks(notebooks_dir)
+    check_data(params)  # your own files: a bad one stops the run before the first notebook
+    names = STUDIES[study_of(preset=preset, config=config, caller=caller)]
+    sources = find_notebooks(notebooks_dir, names)
     declared = {name: read_parameters_cell(path) for name, path in sources.items()}
     kernel = kernel or default_kernel()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -216,11 +225,12 @@ def run_study(
     try:
         with sigterm_as_interrupt():
             for name, source in sources.items():
-                say(f"[{len(timings) + 1}/{len(NOTEBOOKS)}] {name}.ipynb")
+                say(f"[{len(timings) + 1}/{len(names)}] {name}.ipynb")
                 tick = time.perf_counter()
                 wanted = {k: v for k, v in params.items() if k in declared[name]}
                 target = staged / "notebooks" / f"{name}.ipynb"
-                parameters = {**wanted, "run_dir": str(staged)}
+                folder = next((k for k in FOLDER_PARAMS if k in declared[name]), "run_dir")
+                parameters = {**wanted, folder: str(staged)}
                 execute_notebook(
                     source, target, parameters, kernel=kernel, cwd=staged, progress=progress
                 )
@@ -232,8 +242,9 @@ def run_study(
             write_marker(staged, "cartokit run", **info, finished=finished)
             write_report(staged)
             repoint_notebooks(staged, staged, out)
+            repoint_mlflow_store(staged, staged, out)  # cartokit run -p tracking=mlflow
     except BaseException as err:
-        failing = NOTEBOOKS[min(len(timings), len(NOTEBOOKS) - 1)]
+        failing = names[min(len(timings), len(names) - 1)]
         error = _keep_failure(err, staged, out, failing, say)
         if error is None:  # KeyboardInterrupt, Terminated, SystemExit: as they are
             raise
@@ -251,6 +262,7 @@ def _keep_failure(
     failed = keep_failed(staged, out)
     with suppress(OSError):  # a disk too full to fix the copies must not hide the failure
         repoint_notebooks(failed, staged, failed)
+        repoint_mlflow_store(failed, staged, failed)
     executed = failed / "notebooks" / f"{name}.ipynb"
     kept = f"{out} was left as it was" if out.exists() else f"nothing was written to {out}"
     if not isinstance(err, Exception):
@@ -347,6 +359,13 @@ def run_grid(
     say = log or _to_stderr
     spec = read_yaml(path)
     jobs = expand_grid(spec)
+    kind = study_of(preset=spec.get("preset"), caller=f"the grid file {path}")
+    if kind != "classifier":
+        raise ValueError(
+            f"The grid file {path} starts from the preset {spec['preset']!r}, which runs the "
+            f"{kind} study ({', '.join(STUDIES[kind])}); a grid runs notebooks 01-04 only. Run "
+            f"it with cartokit run --preset {spec['preset']}, once per setting."
+        )
     folder = Path(out or spec.get("out") or Path("runs") / Path(path).stem)
     callers = {name: f"job {name} of {Path(path).name}" for name, _ in jobs}
     # check every job's parameters before the first one starts
@@ -359,6 +378,8 @@ def run_grid(
         )
         for name, overrides in jobs
     }
+    for params in resolved.values():
+        check_data(params)
     # and every folder it would write, so that a refusal comes before hours of work
     if not is_legacy_grid(folder):
         check_output_folder(folder, written_by="cartokit grid")

@@ -25,12 +25,14 @@ from cartokit._files import atomic_write
 from cartokit._validation import positions_of
 from cartokit.data import DataBundle, Split
 from cartokit.regions import REGIONS, Thresholds, assign_regions, region_counts
-from cartokit.selection import SELECTORS, parse_mixture, select, select_mixture
+from cartokit.selection import S2L, SELECTORS, parse_mixture, select, select_mixture
 from cartokit.study.params import FULL, PAPER_SUBSETS, validate_params
 from cartokit.study.rundir import Run, Subset, write_json
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+    from cartokit.dynamics import TrainingDynamics
 
 __all__ = [
     "add_regions",
@@ -294,6 +296,7 @@ def build_subsets(
     thresholds: Thresholds | None = None,
     balanced: bool = False,
     seed: int = 0,
+    dynamics: TrainingDynamics | None = None,
 ) -> dict[str, Subset]:
     """Select the subsets to retrain on, by name (e.g. ``"ambiguous 33%"``), in this order:
 
@@ -305,7 +308,9 @@ def build_subsets(
     Fractions are shares of the whole training set; each selector is ranked as in
     :func:`~cartokit.select` (random subsets draw from ``seed``). A selector is a ranking, not
     a region: ``"hard 33%"`` is the third of the set with the lowest confidence, more samples
-    than the hard-to-learn region holds. Selectors that rank alike (``"easy"`` and
+    than the hard-to-learn region holds. ``"s2l"`` (SmallToLarge, :func:`~cartokit.select_s2l`)
+    clusters the loss trajectories of ``dynamics``, the record the table was computed from, and
+    needs it; it is never balanced. Selectors that rank alike (``"easy"`` and
     ``"high_confidence"``) give one subset, named after the first, with a warning.
 
     >>> m = pd.DataFrame({"confidence": np.linspace(0, 1, 10), "variability": np.zeros(10),
@@ -329,7 +334,8 @@ def build_subsets(
         if selector == FULL:
             ids = metrics.index.to_numpy()
         else:
-            ids = select(metrics, selector, fraction, balanced=balanced, seed=seed)
+            extra = {"dynamics": dynamics} if selector == S2L else {"balanced": balanced}
+            ids = select(metrics, selector, fraction, seed=seed, **extra)
         subsets[name] = Subset(name, selector, fraction, ids)
     for mixture in p["mixtures"]:
         parts = parse_mixture(mixture)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +27,7 @@ from tqdm.std import tqdm  # the type of progress_bar's bars
 
 from cartokit._validation import Interval, Optional, Options, check_int, check_param
 from cartokit.recorder import DynamicsRecorder
+from cartokit.tracking import Tracker, Trackers, check_tracking
 from cartokit.train import MODES
 from cartokit.train.batches import (
     Data,
@@ -124,6 +125,7 @@ def fit(
     resume: bool = False,
     num_workers: int = 0,
     progress: bool = True,
+    tracking: str | Tracker | Trackers | Sequence[str | Tracker] | None = None,
 ) -> FitResult:
     """Train ``model`` on ``train_data`` (with cross-entropy by default), recording its dynamics.
 
@@ -211,6 +213,10 @@ def fit(
     progress : bool, default True
         Show progress bars on rank 0, over epochs and each epoch's steps (in a notebook that
         ``cartokit run`` executes, one line when training ends: see ``train/progress.py``).
+    tracking : str, Tracker, Trackers or a list of them, optional
+        Log each history row and the data map (region counts, histograms, the figure; the
+        metrics table at the end) on rank 0: ``"tensorboard"``, ``"mlflow"``, ``"wandb"`` (a
+        new run each, ended by fit) or trackers (see :mod:`cartokit.tracking`; not ended).
 
     Returns
     -------
@@ -238,18 +244,10 @@ def fit(
         max_grad_norm=max_grad_norm, loss_fn=loss_fn, mode=mode, eval_every=eval_every,
         eval_batch_size=eval_batch_size, seed=seed, checkpoint_dir=checkpoint_dir,
         checkpoint_every_steps=checkpoint_every_steps, resume=resume, num_workers=num_workers,
-        progress=progress, optimizer=optimizer, recorder=recorder,
+        progress=progress, optimizer=optimizer, recorder=recorder, tracking=tracking,
     )  # fmt: skip
     run = _set_up(model, train_data, eval_data, device, recorder, record, optimizer, options)
-    epoch_bar = progress_bar(
-        total=options.epochs, initial=run.epoch, desc="fit", unit="epoch", disable=not run.show
-    )
-    for epoch in range(run.epoch, options.epochs):
-        _train_epoch(run, options, epoch, epoch_bar)
-        epoch_bar.update()
-    epoch_bar.close()
-    model.eval()
-    return FitResult(model=model, history=pd.DataFrame(run.history), recorder=run.recorder)
+    return _train(run, options)
 
 
 # ------------------------------------------------------------------------------ options
@@ -274,10 +272,12 @@ class _Options:
     resume: bool
     num_workers: int
     progress: bool
+    tracking: tuple[str | Tracker, ...]
 
 
 def _check_options(*, optimizer: Any, recorder: Any, checkpoint_dir: Any, **given: Any) -> _Options:
     caller = _CALLER
+    given["tracking"] = check_tracking(given["tracking"], caller=caller)
     minimum = {"epochs": 1, "batch_size": 1, "eval_batch_size": 1, "seed": 0, "num_workers": 0}
     for name, least in minimum.items():
         given[name] = check_int(name, given[name], caller=caller, minimum=least)
@@ -375,6 +375,7 @@ class _Run:
     config: dict[str, Any] = field(default_factory=dict)
     running: _Running | None = None
     history: list[dict[str, float]] = field(default_factory=list)
+    trackers: Trackers | None = None  # rank 0's, when fit(tracking=...)
     epoch: int = 0  # where the loop starts: 0, or the interrupted run's position
     step: int = 0
     global_step: int = 0
@@ -414,6 +415,8 @@ def _set_up(
     _make_batches(run, options)
     _warn_about_the_map(run, options)
     _start_or_resume(run, options)
+    if options.tracking and rank == 0:  # last: a tracker made by name starts a run
+        run.trackers = Trackers(options.tracking, caller=_CALLER)
     run.train_model = model
     if run.world > 1:
         device_ids = [device] if device.type == "cuda" else None
@@ -559,6 +562,25 @@ def _start_or_resume(run: _Run, options: _Options) -> None:
 # ------------------------------------------------------------------------------ the loop
 
 
+def _train(run: _Run, options: _Options) -> FitResult:
+    """The epochs, then the whole map to the trackers; those made by name end their runs."""
+    epoch_bar = progress_bar(
+        total=options.epochs, initial=run.epoch, desc="fit", unit="epoch", disable=not run.show
+    )
+    try:
+        for epoch in range(run.epoch, options.epochs):
+            _train_epoch(run, options, epoch, epoch_bar)
+            epoch_bar.update()
+        epoch_bar.close()
+        if run.trackers and run.recorder is not None:
+            run.trackers.log_map(run.recorder.dynamics, run.global_step, final=True)
+    finally:
+        if run.trackers:
+            run.trackers.close()
+    run.model.eval()
+    return FitResult(model=run.model, history=pd.DataFrame(run.history), recorder=run.recorder)
+
+
 def _train_epoch(run: _Run, options: _Options, epoch: int, epoch_bar: tqdm) -> None:
     """One epoch of steps, from ``run.step`` (0, or where an interrupted run stopped)."""
     check_length(run.train.dataset, run.num_samples, epoch, caller=_CALLER)
@@ -639,7 +661,8 @@ def _close_checkpoint(run: _Run, options: _Options, epoch: int, step: int) -> di
     recorder, eval_pass = run.recorder, options.mode == "eval_pass"
     if recorder is not None and eval_pass:
         _record_pass(run.model, run.record_batches, recorder, run.device, show=run.show)
-    if recorder is not None and (eval_pass or step == run.steps_per_epoch):
+    closes_map = recorder is not None and (eval_pass or step == run.steps_per_epoch)
+    if closes_map:
         recorder.end_epoch()
     for name, batches in run.eval_batches.items():
         scores = evaluation_pass(
@@ -650,6 +673,11 @@ def _close_checkpoint(run: _Run, options: _Options, epoch: int, step: int) -> di
         row[f"{name}_accuracy"] = scores.accuracy
         row[f"{name}_macro_f1"] = scores.macro_f1
     run.history.append(row)
+    if run.trackers:
+        run.trackers.log_scalars({k: v for k, v in row.items() if k != "step"}, run.global_step)
+        last = epoch == options.epochs - 1 and step == run.steps_per_epoch  # _train logs it
+        if closes_map and not last:
+            run.trackers.log_map(recorder.dynamics, run.global_step)
     return row
 
 

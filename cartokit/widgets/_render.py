@@ -215,7 +215,7 @@ class MapMarks:
 
     # ------------------------------------------------------------------ drawing
     def show_axes(self, names: tuple[str, str], columns: tuple[Column, Column]) -> None:
-        """Bounds, labels and category ticks of both axes, for the model's :attr:`xy`."""
+        """Bounds, labels and category ticks of both axes, for the model's ``xy``."""
         with self.x_axis.hold_sync(), self.y_axis.hold_sync():
             for axis, scale, name, values, column in zip(
                 (self.x_axis, self.y_axis), (self.x_scale, self.y_scale), names,
@@ -489,7 +489,7 @@ def fmt(value: Any) -> str:
 
 def describe(model: ColumnModel, position: int, *, compact: bool) -> str:
     """HTML lines about one sample: id, label (and the label a flip replaced, in the words of
-    :func:`~cartokit.plot.plot_examples`: "label 9 (was 6)"), prediction, region, key
+    :func:`~cartokit.plot.study.plot_examples`: "label 9 (was 6)"), prediction, region, key
     metrics, whether its label was flipped, and the ``data.frame`` extras."""
     row = model.metrics.iloc[position]
     extra = model.extra.iloc[position]

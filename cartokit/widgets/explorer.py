@@ -103,7 +103,7 @@ class DataMapExplorer(widgets.VBox):
     thresholds : Thresholds, optional
         Initial cut points; ``None`` means ``Thresholds()``.
     backend : {"auto", "gl", "svg"}, default "auto"
-        ``"gl"``: bqplot-gl's WebGL ``ScatterGL``, for up to about a million points.
+        ``"gl"``: bqplot-gl's WebGL ``ScatterGL`` (frame times by point count: the README).
         ``"svg"``: bqplot's SVG ``Scatter``, for frontends that cannot load bqplot-gl.
         ``"auto"``: ``"gl"`` when ``bqplot_gl`` is importable, else ``"svg"``.
     max_points : int, optional

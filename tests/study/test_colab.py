@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import types
 
+import cartokit
 from cartokit import study
 
 
@@ -23,4 +24,5 @@ def test_badge_points_at_the_repository():
     assert f"github/{study.GITHUB_REPO}/blob/main/notebooks/02_map.ipynb" in study.colab_url(
         "02_map"
     )
-    assert study.INSTALL_SPEC.endswith(f"git+https://github.com/{study.GITHUB_REPO}")
+    # the package at the notebooks' own version, not a source checkout
+    assert study.INSTALL_SPEC == f"cartokit[hf,widgets,notebooks]=={cartokit.__version__}"

@@ -13,7 +13,7 @@ from notebook_cells import NOTEBOOK_DIR, code_cells, load, source
 from cartokit import SELECTORS, Thresholds, select, study
 from cartokit._validation import Options
 from cartokit.study import FULL, NOTEBOOKS, PAPER_SUBSETS, SCHEMA, validate_params
-from cartokit.study.params import LIST_PARAMS
+from cartokit.study.params import LIST_PARAMS, OWN_DATA_PARAMS
 
 #: Every notebook whose parameters the schema checks: the study's four, then 05 and 06.
 ALL_NOTEBOOKS = sorted(p.stem for p in NOTEBOOK_DIR.glob("0*.ipynb"))
@@ -24,7 +24,8 @@ ALL_NOTEBOOKS = sorted(p.stem for p in NOTEBOOK_DIR.glob("0*.ipynb"))
 
 def test_all_six_notebooks_are_checked():
     assert ALL_NOTEBOOKS[:4] == list(NOTEBOOKS)
-    assert ALL_NOTEBOOKS[4:] == ["05_mislabels", "06_transfer_and_distill"]
+    assert ALL_NOTEBOOKS[4:6] == ["05_mislabels", "06_transfer_and_distill"]
+    assert "09_compression" in ALL_NOTEBOOKS
 
 
 @pytest.mark.parametrize("name", ALL_NOTEBOOKS)
@@ -60,7 +61,10 @@ def test_each_study_notebook_validates_every_parameter_it_declares(name):
 
 
 def test_list_parameters_are_those_with_list_constraints():
-    assert LIST_PARAMS == {"selectors", "fractions", "curve_fractions", "mixtures", "seeds"}
+    assert LIST_PARAMS == {
+        "selectors", "fractions", "curve_fractions", "mixtures", "seeds", "tracking",
+        "feature_columns", "methods", "sparsities",
+    }  # fmt: skip
 
 
 def test_the_threshold_ranges_are_those_of_thresholds():
@@ -280,10 +284,12 @@ def test_every_selector_name_is_known_to_select():
 
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(4, 200, 3))
-    metrics = compute_metrics(TrainingDynamics.from_logits(logits, rng.integers(0, 3, 200)))
+    dynamics = TrainingDynamics.from_logits(logits, rng.integers(0, 3, 200))
+    metrics = compute_metrics(dynamics)
     for name in study.SUBSET_SELECTORS:
         if name != FULL:
-            assert len(select(metrics, name, 0.1)) == 20
+            extra = {"dynamics": dynamics} if name == "s2l" else {}  # s2l clusters trajectories
+            assert len(select(metrics, name, 0.1, **extra)) == 20
 
 
 # ------------------------------------------------------------------------------ presets, -p
@@ -305,13 +311,15 @@ def test_parse_overrides_reads_yaml_values():
 
 
 def test_presets_are_valid_and_complete():
-    assert study.preset_names() == ["digits", "sentiment"]
+    assert study.preset_names() == ["dialogue", "digits", "sentiment"]
     declared = set()
     for params in study.notebook_parameters().values():
         declared |= set(params)
-    for name in study.preset_names():
+    for name in ("digits", "sentiment"):  # the classifier study's (dialogue: test_dialogue_run)
+        assert study.study_of(preset=name) == "classifier"
         preset = study.load_preset(name)
-        assert set(preset) == declared - {"run_dir"} - (
+        # a preset names a registered dataset: the own-data parameters keep their defaults
+        assert set(preset) == declared - {"run_dir", *OWN_DATA_PARAMS} - (
             {"freeze_encoder"} if name == "digits" else set()
         )
         validate_params(caller=f"the preset {name!r}", **preset)
@@ -328,7 +336,8 @@ def test_presets_are_valid_and_complete():
 def test_unknown_preset_names_the_choices():
     with pytest.raises(
         ValueError,
-        match=r"'preset' parameter of load_preset must be one of \['digits', 'sentiment'\]. "
+        match=r"'preset' parameter of load_preset must be one of \['dialogue', 'digits', "
+        r"'sentiment'\]. "
         r"Got 'digit' instead. Did you mean 'digits'\? Or pass a YAML file with --config",
     ):
         study.load_preset("digit")

@@ -100,7 +100,8 @@ def test_cli_run_and_its_errors(tmp_path, fake_papermill, capsys):
     assert f"Report: {out.resolve() / 'report.md'}" in capsys.readouterr().err
     assert main(["run", "--preset", "nope", "--out", str(out)]) == 1
     assert (
-        "cartokit run: error: --preset must be one of ['digits', 'sentiment']. Got 'nope' "
+        "cartokit run: error: --preset must be one of ['dialogue', 'digits', 'sentiment']. Got "
+        "'nope' "
         "instead." in capsys.readouterr().err
     )
     assert main(["run", "-p", "epochs=1", "--out", str(out)]) == 1
