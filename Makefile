@@ -54,8 +54,9 @@ demo: $(STAMP)
 	@echo "Region counts (default thresholds):"
 	@sed -n '/^| region /,/^$$/p' runs/digits/report.md
 
+# Two workers (pytest-xdist): most slow tests wait on notebook kernels, servers and subprocesses.
 test: $(STAMP) system-deps
-	$(PY) -m pytest -q -rs
+	$(PY) -m pytest -q -rs -n 2
 	$(VENV)/bin/ruff check cartokit tests bench
 
 lint: $(STAMP)
