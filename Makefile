@@ -54,9 +54,10 @@ demo: $(STAMP)
 	@echo "Region counts (default thresholds):"
 	@sed -n '/^| region /,/^$$/p' runs/digits/report.md
 
-# Two workers (pytest-xdist): most slow tests wait on notebook kernels, servers and subprocesses.
+# Two workers (pytest-xdist), a test file to each (README blocks run in order, in one session):
+# most slow tests wait on notebook kernels, servers and subprocesses.
 test: $(STAMP) system-deps
-	$(PY) -m pytest -q -rs -n 2
+	$(PY) -m pytest -q -rs -n 2 --dist loadfile
 	$(VENV)/bin/ruff check cartokit tests bench
 
 lint: $(STAMP)
