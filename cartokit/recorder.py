@@ -29,15 +29,16 @@ _UNSEEN = torch.iinfo(torch.int64).min
 _STATE_VERSION = 1
 
 
-def _as_tensor(x: Any, name: str) -> torch.Tensor:
+def as_tensor(x: Any, name: str, caller: str = "DynamicsRecorder.update") -> torch.Tensor:
+    """``x`` as a tensor (an array's data is shared, not copied); a one-line error names
+    ``caller`` and ``name`` when it cannot be one."""
     if isinstance(x, torch.Tensor):
         return x
     try:
         return torch.as_tensor(np.ascontiguousarray(x))
     except (TypeError, ValueError, RuntimeError) as err:
         raise TypeError(
-            f"DynamicsRecorder.update: {name} must be a tensor or array. "
-            f"Got {type(x).__name__} ({err})."
+            f"{caller}: {name} must be a tensor or array. Got {type(x).__name__} ({err})."
         ) from None
 
 
@@ -71,14 +72,14 @@ def _malloc_trim() -> Any:
         return None
 
 
-def _ranks_active(enabled: bool) -> bool:
+def ranks_active(enabled: bool) -> bool:
     """Whether a recorder combines ranks: ``torch.distributed`` runs more than one process."""
     import torch.distributed as dist
 
     return enabled and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def _collective_device() -> torch.device:
+def collective_device() -> torch.device:
     import torch.distributed as dist
 
     if dist.get_backend() == "nccl":
@@ -299,7 +300,7 @@ def _store_sink(recorder: DynamicsRecorder, store: Any, positions: bool) -> Any:
     from cartokit.recorder_store import StoreSink
 
     return StoreSink(
-        recorder, store, positions=positions, check_epoch=_check_epoch, ranks_active=_ranks_active
+        recorder, store, positions=positions, check_epoch=_check_epoch, ranks_active=ranks_active
     )
 
 
@@ -461,11 +462,11 @@ class DynamicsRecorder:
         """
         tensor = torch.Tensor
         if not isinstance(ids, tensor):
-            ids = _as_tensor(ids, "ids")
+            ids = as_tensor(ids, "ids")
         if not isinstance(logits, tensor):
-            logits = _as_tensor(logits, "logits")
+            logits = as_tensor(logits, "logits")
         if not isinstance(labels, tensor):
-            labels = _as_tensor(labels, "labels")
+            labels = as_tensor(labels, "labels")
         _check_shapes(ids, logits, labels, self.num_classes)
         if self._sink is not None:
             try:
@@ -541,11 +542,11 @@ class DynamicsRecorder:
         if self._sink is not None:
             return self._sink.end_epoch()
         rows = self._rows
-        if _ranks_active(self.distributed):
+        if ranks_active(self.distributed):
             # Collective: a rank that saw no batch this epoch (unevenly sharded data) still
             # takes part; only when no rank saw any does every rank raise.
             if self._label_buf is None:
-                self._allocate(torch.empty((0, self.num_classes), device=_collective_device()))
+                self._allocate(torch.empty((0, self.num_classes), device=collective_device()))
             total = torch.tensor([rows], dtype=torch.int64, device=self._device)
             torch.distributed.all_reduce(total)
             rows = int(total[0])
@@ -562,7 +563,7 @@ class DynamicsRecorder:
 
     def _reduce_epoch(self) -> dict[str, np.ndarray]:
         n_epoch = self.num_epochs
-        if _ranks_active(self.distributed):
+        if ranks_active(self.distributed):
             buffers = _EpochBuffers(
                 self._label_buf, self._logits_buf, self._stat_bufs, self._rows, self._bad_ids
             )

@@ -26,6 +26,7 @@ import torch
 
 from cartokit.dynamics import pred_dtype
 from cartokit.metrics import checkpoint_stats
+from cartokit.recorder import collective_device
 from cartokit.store import (
     ROW_GROUP_ROWS,
     StoreSpec,
@@ -45,14 +46,6 @@ _MAX_SAMPLES = 2**31 - 1  # positions are stored as int32, and sort keys hold th
 _LOW32 = np.uint64(0xFFFFFFFF)
 _UNSEEN = torch.iinfo(torch.int32).min
 _STATE_VERSION = 1
-
-
-def _collective_device() -> torch.device:
-    import torch.distributed as dist
-
-    if dist.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
 
 
 class StoreSink:
@@ -244,7 +237,7 @@ class StoreSink:
         """Write the last run, check the epoch on every rank alike, and commit it."""
         self._flush()
         if self._epoch_labels is None:  # this rank saw no batch at all
-            device = _collective_device() if self.world > 1 else torch.device("cpu")
+            device = collective_device() if self.world > 1 else torch.device("cpu")
             self._allocate(device)
         bad_ids = int(self._bufs["bad_ids"]) if "bad_ids" in self._bufs else 0
         mine = {"rows": self._rows, "nonfinite": self._nonfinite, "bad_ids": bad_ids}
@@ -256,7 +249,7 @@ class StoreSink:
 
             statuses = [None] * self.world
             dist.all_gather_object(statuses, mine)
-            labels = labels.to(_collective_device())  # type: ignore[union-attr]
+            labels = labels.to(collective_device())  # type: ignore[union-attr]
             dist.all_reduce(labels, op=dist.ReduceOp.MAX)
         try:
             n_missing, duplicates, known = self._check(statuses, labels)  # type: ignore[arg-type]

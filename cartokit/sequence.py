@@ -42,6 +42,7 @@ import torch
 from cartokit._validation import Boolean, check_ids, check_int, check_param, first_few
 from cartokit.dynamics import TrainingDynamics
 from cartokit.metrics import SEQUENCE_CLASS_NAMES, SEQUENCE_EXTRA
+from cartokit.recorder import as_tensor, collective_device, ranks_active
 
 __all__ = ["CHUNK_VALUES", "SequenceRecorder", "SequenceStats", "sequence_stats"]
 
@@ -177,18 +178,6 @@ def sequence_stats(
     return SequenceStats(tokens, means[0], means[1], exact, means[2], means[3])
 
 
-def _as_tensor(x: Any, name: str) -> torch.Tensor:
-    if isinstance(x, torch.Tensor):
-        return x
-    try:
-        return torch.as_tensor(np.ascontiguousarray(x))
-    except (TypeError, ValueError, RuntimeError) as err:
-        raise TypeError(
-            f"SequenceRecorder.update: {name} must be a tensor or array. "
-            f"Got {type(x).__name__} ({err})."
-        ) from None
-
-
 def _check_shapes(
     ids: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, shift: bool
 ) -> None:
@@ -223,12 +212,6 @@ def _check_shapes(
     for name, t in (("ids", ids), ("labels", labels)):
         if t.dtype not in _INT_DTYPES:
             raise TypeError(f"{caller}: {name} must be integers. Got {t.dtype}.")
-
-
-def _ranks_active(enabled: bool) -> bool:
-    import torch.distributed as dist
-
-    return enabled and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 class SequenceRecorder:
@@ -332,7 +315,7 @@ class SequenceRecorder:
             Token ids, ``ignore_index`` where not scored (``-100``: the prompt, the padding).
         """
         ids, logits, labels = (
-            x if isinstance(x, torch.Tensor) else _as_tensor(x, name)
+            x if isinstance(x, torch.Tensor) else as_tensor(x, name, "SequenceRecorder.update")
             for x, name in ((ids, "ids"), (logits, "logits"), (labels, "labels"))
         )
         _check_shapes(ids, logits, labels, self.shift)
@@ -407,9 +390,9 @@ class SequenceRecorder:
             recorded as missing.
         """
         rows = self._rows
-        if _ranks_active(self.distributed):
+        if ranks_active(self.distributed):
             if self._tokens is None:  # a rank without batches still takes part
-                self._allocate(_collective_device())
+                self._allocate(collective_device())
             total = torch.tensor([rows], dtype=torch.int64, device=self._device)
             torch.distributed.all_reduce(total)
             rows = int(total[0])
@@ -450,7 +433,7 @@ class SequenceRecorder:
 
     def _reduce_epoch(self) -> dict[str, np.ndarray]:
         n_epoch, caller = len(self._epochs), "SequenceRecorder"
-        if _ranks_active(self.distributed):
+        if ranks_active(self.distributed):
             self._combine_ranks()
         if self._bad is not None:
             bad_ids, bad_tokens = self._bad.tolist()
@@ -604,11 +587,3 @@ class SequenceRecorder:
             self._stats.index_copy_(1, ids, partial["stats"].to(self._device))  # type: ignore[union-attr]
             self._rows = int(partial["rows"])
             self._resumed = True
-
-
-def _collective_device() -> torch.device:
-    import torch.distributed as dist
-
-    if dist.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
