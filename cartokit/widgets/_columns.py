@@ -182,12 +182,15 @@ class ColumnModel:
         return column.values if column.categories is None else column.values + self.jitter[axis]
 
     def color_values(self, name: str) -> np.ndarray:
-        """The colour values of the drawn points, as float32; a missing category is drawn one
-        past the last category (the missing colour of the scale)."""
+        """The colour values of the drawn points: category codes as uint8 (one byte a point)
+        while there are fewer than 255 categories, a missing category one past the last (the
+        missing colour of the scale); otherwise float32."""
         column = self.column(name)
         values = column.values[self.drawn]
         if column.categories is not None:
             values = np.where(np.isnan(values), len(column.categories), values)
+            if len(column.categories) < 255:
+                return values.astype(np.uint8)
         return values.astype(np.float32)
 
     # ------------------------------------------------------------------ regions
@@ -260,9 +263,12 @@ class ColumnModel:
         return np.sort(positions[keep[:limit]])
 
     def pick_positions(self, limit: int) -> np.ndarray:
-        """Points that hover and click reach: the shown selected ones, else the drawn ones."""
+        """Points that hover and click reach: the shown selected ones, else the drawn ones (the
+        shown ones when none is drawn: the density view)."""
         candidates = np.flatnonzero(self.visible & self.selected)
-        return self.sample(candidates if len(candidates) else self.drawn, limit)
+        if not len(candidates):
+            candidates = self.drawn if len(self.drawn) else np.flatnonzero(self.visible)
+        return self.sample(candidates, limit)
 
     @property
     def shown_ids(self) -> np.ndarray:

@@ -2,9 +2,11 @@
 PNG of their panels.
 
 * :class:`MapMarks`: the figure of :class:`~cartokit.widgets.DataMapExplorer`: the WebGL
-  (bqplot-gl) or SVG (bqplot) scatter, its scales and axes, the threshold guides, the hidden
-  proxy that lassos and brushes act on, and the invisible pick layer that carries hover and
-  click for the WebGL scatter. It draws what a :class:`~._columns.ColumnModel` holds.
+  (bqplot-gl) or SVG (bqplot) scatter, or the density image (:mod:`._density`) when the window
+  holds too many points; its scales and axes, the threshold guides, the hidden proxy that
+  lassos and brushes act on, the invisible pick layer that carries hover and click for the
+  WebGL scatter, and the pan-zoom that drills down. It draws what a
+  :class:`~._columns.ColumnModel` holds.
 * :class:`DetailPanel`: one sample (its description, text or image) and its trajectory.
 * HTML for the counts table, the legend, a sample's description and its text or values; the
   PNG of a sample image (:func:`cartokit.plot._style.image_png`) and of the review widget's
@@ -39,12 +41,21 @@ from cartokit.plot._style import (
     figure_png,
     image_png,
     png_size,
+    rgba_png,
     value_range,
 )
 from cartokit.regions import REGIONS, Thresholds
 from cartokit.widgets._columns import Column, ColumnModel, domain
+from cartokit.widgets._density import (
+    DENSITY_GRID,
+    Window,
+    density_rgba,
+    in_window,
+    window_cells,
+)
 
 __all__ = [
+    "DENSITY_ABOVE",
     "GRID",
     "MAX_CLASS_ROWS",
     "MAX_UNSCROLLED_ROWS",
@@ -67,6 +78,8 @@ __all__ = [
 
 #: The colour scale of regions, in REGIONS order (the region codes 0, 1, 2), then missing (3).
 REGION_SCALE = [*(REGION_COLORS[region] for region in REGIONS), MISSING_COLOR]
+#: Default most points drawn as points in the map's window; with more, the density view.
+DENSITY_ABOVE = 300_000
 #: Columns and rows of the grid whose cells the lasso selects (about 6 pixels each).
 GRID = (96, 72)
 #: Per-class rows shown in the counts table (and categories in a legend); the rest are summed.
@@ -126,6 +139,18 @@ class MapMarks:
         :attr:`pick` (WebGL).
     on_select : callable
         ``handler(positions)`` with the table positions a lasso or a brush in the page chose.
+    on_window : callable
+        ``handler()`` after a pan or zoom in the page moved the window (the scales' bounds).
+    density_above : int or None
+        Most points drawn as points in the window: with more, the density image is drawn
+        (None: always points).
+    max_points : int or None
+        Most points drawn when the window holds a part of a large map (a seeded sample).
+
+    Attributes
+    ----------
+    view : {"points", "density"}
+        What the map draws now.
     """
 
     def __init__(
@@ -136,12 +161,25 @@ class MapMarks:
         on_hover: Callable[[Any, dict[str, Any]], None],
         on_click: Callable[[Any, dict[str, Any]], None],
         on_select: Callable[[np.ndarray], None],
+        on_window: Callable[[], None] = lambda: None,
+        density_above: int | None = None,
+        max_points: int | None = None,
     ) -> None:
         self._model = model
         self._on_select = on_select
+        self._on_window = on_window
+        self._density_above, self._max_points = density_above, max_points
         self.tool = "inspect"
-        # True while Python resets the proxy or the brush, whose observers then stand still.
+        self.view = "points"
+        # True while Python resets the proxy, the brush or the scales, whose observers then
+        # stand still.
         self._quiet = False
+        # The density image the page holds, and each point's cell in it.
+        self._sent_png = b""
+        self._density_cells = np.full(len(model.ids), -1, dtype=np.int64)
+        self._scale: tuple[list[str], float, float] = (list(REGION_SCALE), 0.0, 3.0)
+        self._home: Window = (0.0, 1.0, 0.0, 1.0)
+        self._last_window: Window | None = None
         self.x_scale = bqplot.LinearScale(min=0.0, max=1.0)
         self.y_scale = bqplot.LinearScale(min=0.0, max=1.0)
         self.color_scale = bqplot.ColorScale(min=0.0, max=3.0, colors=list(REGION_SCALE))
@@ -161,7 +199,12 @@ class MapMarks:
         if backend == "gl":
             from bqplot_gl import ScatterGL
 
-            self.scatter = ScatterGL(**common)
+            # Fixed domains and one name: on a colour change bqplot's scatter model then
+            # neither recomputes the scales' domains nor builds a name string per point.
+            self.scatter = ScatterGL(
+                **common, names=[""], display_names=False,
+                preserve_domain={"x": True, "y": True, "color": True},
+            )  # fmt: skip
             # ScatterGL draws on a canvas without per-point events: an invisible SVG layer of a
             # few points carries the hover tooltip and the click.
             self.pick = bqplot.Scatter(
@@ -203,8 +246,17 @@ class MapMarks:
         self.lasso = bqplot.interacts.LassoSelector(
             x_scale=self.x_scale, y_scale=self.y_scale, marks=[self.proxy]
         )
+        self.panzoom = bqplot.interacts.PanZoom(scales={"x": [self.x_scale], "y": [self.y_scale]})
+        for scale in (self.x_scale, self.y_scale):
+            scale.observe(self._on_scale, ["min", "max"])
+        # The density view: one image over the window, drawn instead of the points.
+        self._spare_image = widgets.Image(format="png")
+        self.density = bqplot.Image(
+            image=widgets.Image(format="png"), scales=xy, x=[0.0, 1.0], y=[0.0, 1.0],
+            pixelated=True, visible=False, enable_hover=False, interactions={},
+        )  # fmt: skip
         self.figure = bqplot.Figure(
-            marks=[self.scatter, self.guides, self.highlight, self.proxy]
+            marks=[self.density, self.scatter, self.guides, self.highlight, self.proxy]
             + ([self.pick] if self.pick else []),
             axes=[self.x_axis, self.y_axis],
             animation_duration=0,
@@ -222,41 +274,121 @@ class MapMarks:
                 self._model.xy, columns,
             ):  # fmt: skip
                 low, high = domain(values, column)
-                with scale.hold_sync():
-                    scale.min, scale.max = low, high
+                self._set_bounds(scale, low, high)
                 axis.label = name
                 if column.categories is None:
                     axis.tick_values, axis.tick_labels = None, None
                 else:
                     axis.tick_values = np.arange(len(column.categories), dtype=np.float64)
                     axis.tick_labels = {str(k): c for k, c in enumerate(column.categories)}
+        self._home = self.window()
         self.clear_brush()
 
-    def draw(self, color: np.ndarray) -> None:
-        """Send x, y, colour and selection of the model's drawn points."""
-        x, y = self._model.xy
-        drawn = self._model.drawn
-        with self.scatter.hold_sync():
-            self.scatter.x = x[drawn].astype(np.float32)
-            self.scatter.y = y[drawn].astype(np.float32)
-            self.scatter.color = color
-            self.show_selection()
+    def window(self) -> Window:
+        """The plot's window: the bounds of the x and y scales."""
+        xs, ys = self.x_scale, self.y_scale
+        return float(xs.min), float(xs.max), float(ys.min), float(ys.max)
 
-    def recolor(self, color: np.ndarray) -> None:
+    def zoom(self, window: Window | None) -> None:
+        """Show ``window`` (None: the whole map, as the axes set it), then redraw for it."""
+        x0, x1, y0, y1 = self._home if window is None else window
+        self._set_bounds(self.x_scale, x0, x1)
+        self._set_bounds(self.y_scale, y0, y1)
+        self._on_window()
+
+    @property
+    def follows_window(self) -> bool:
+        """Whether what is drawn depends on the window: more shown points than
+        ``density_above``, so that the window shows a density image or a part of the map."""
+        limit = self._density_above
+        return limit is not None and int(self._model.visible.sum()) > limit
+
+    def draw(self, color_name: str) -> None:
+        """Draw the shown points in the window: the model's drawn points, with colour and
+        selection, or the density image when the window holds more than ``density_above``."""
+        model = self._model
+        self.view = "points"
+        if self.follows_window:
+            x, y = model.xy
+            window = self.window()
+            inside = model.visible & in_window(x, y, window)
+            if int(inside.sum()) > self._density_above:  # type: ignore[operator]
+                self.view = "density"
+                self._density_cells = window_cells(x, y, model.visible, window, DENSITY_GRID)
+                model.drawn = np.zeros(0, dtype=np.int64)
+            else:
+                model.drawn = model.sample(np.flatnonzero(inside), self._max_points)
+        x, y = model.xy
+        color = model.color_values(color_name)
         with self.scatter.hold_sync():
+            self.scatter.x = x[model.drawn].astype(np.float32)
+            self.scatter.y = y[model.drawn].astype(np.float32)
             self.scatter.color = color
+            self.show_selection(color_name)
+
+    def recolor(self, color_name: str) -> None:
+        """Recolour by ``color_name``: the scatter's colour array alone (sent only when it
+        differs from the page's: the trait compares arrays), or the density image."""
+        if self.view == "density":
+            self._paint_density(color_name)
+            return
+        self.scatter.color = self._model.color_values(color_name)
 
     def set_color_scale(self, colors: list[str], low: float, high: float) -> None:
+        self._scale = (colors, low, high)
         scale = self.color_scale
         if scale.colors != colors or scale.min != low or scale.max != high:
             with scale.hold_sync():
                 scale.colors = colors
                 scale.min, scale.max = low, high
 
-    def show_selection(self) -> None:
-        """Highlight the model's selected points among the drawn ones."""
+    def show_selection(self, color_name: str) -> None:
+        """Highlight the model's selected points among the drawn ones (in the density view,
+        darken the cells that hold them)."""
         drawn_selected = np.flatnonzero(self._model.selected[self._model.drawn])
         self.scatter.selected = drawn_selected.astype(np.int32) if len(drawn_selected) else None
+        if self.view == "density":
+            self._paint_density(color_name)
+        elif self.density.visible:
+            self.density.visible = False
+
+    def _paint_density(self, color_name: str) -> None:
+        column = self._model.column(color_name)
+        colors, low, high = self._scale
+        rgba = density_rgba(
+            self._density_cells, DENSITY_GRID, column.values,
+            categories=None if column.categories is None else len(column.categories),
+            colors=colors, low=low, high=high, selected=self._model.selected,
+        )  # fmt: skip
+        png = rgba_png(rgba)
+        x0, x1, y0, y1 = self.window()
+        with self.density.hold_sync():
+            if png != self._sent_png:
+                # bqplot's image mark redraws when its image widget is replaced, not when that
+                # widget's value changes: fill the spare widget, then swap the two.
+                spare, self._spare_image = self._spare_image, self.density.image
+                spare.value = self._sent_png = png
+                self.density.image = spare
+            if list(self.density.x) != [x0, x1] or list(self.density.y) != [y0, y1]:
+                self.density.x, self.density.y = [x0, x1], [y0, y1]
+            self.density.visible = True
+
+    def _set_bounds(self, scale: Any, low: float, high: float) -> None:
+        self._quiet = True
+        try:
+            with scale.hold_sync():
+                scale.min, scale.max = low, high
+        finally:
+            self._quiet = False
+        self._last_window = self.window()
+
+    def _on_scale(self, change: dict[str, Any]) -> None:
+        # A pan or zoom in the page moved a scale; both bounds arrive in one message, whose
+        # changes are announced after both are set, so the second announcement finds nothing new.
+        if self._quiet or self.window() == self._last_window:
+            return
+        self._last_window = self.window()
+        self._on_window()
 
     def show_highlight(self, position: int | None) -> None:
         """Ring the point at table ``position`` (the inspected sample); None, or a point the
@@ -335,7 +467,12 @@ class MapMarks:
     def set_tool(self, tool: str) -> None:
         """What a drag does: ``"inspect"`` (nothing), ``"lasso"`` or ``"brush"``."""
         self.tool = tool
-        self.figure.interaction = {"inspect": None, "brush": self.brush, "lasso": self.lasso}[tool]
+        self.figure.interaction = {
+            "inspect": None,
+            "brush": self.brush,
+            "lasso": self.lasso,
+            "zoom": self.panzoom,
+        }[tool]
 
     def clear_lasso(self) -> None:
         if self.figure.interaction is not None:  # a fresh selector view drops drawn lassos
@@ -565,8 +702,9 @@ def sample_view(
     return f"<code>[{html.escape(shown)}{more}]</code>", None
 
 
-def counts_table(model: ColumnModel) -> str:
-    """The live counts: a summary line, then a per-class table (``data-region`` cells)."""
+def counts_table(model: ColumnModel, *, density: bool = False) -> str:
+    """The live counts: a summary line, then a per-class table (``data-region`` cells);
+    ``density`` says that the map shows the density view."""
     counts, class_names = model.class_counts, model.class_names
     shown, drawn, total = int(model.visible.sum()), len(model.drawn), len(model.ids)
     selected = int(model.selected.sum())
@@ -591,6 +729,8 @@ def counts_table(model: ColumnModel) -> str:
         cells = "".join(f"<td style='text-align:right;padding:0 6px'>{int(v)}</td>" for v in rest)
         rows.append(f"<tr><td>{len(class_names) - MAX_CLASS_ROWS} more classes</td>{cells}</tr>")
     drawn_note = f" ({drawn:,} drawn)" if drawn < shown else ""
+    if density:
+        drawn_note = " (density view: zoom in to draw points)"
     missing = int(counts[:, 0].sum())
     missing_note = f" · {missing} without a region" if missing else ""
     # The widget's HTML sets a 28 px line height, which made a 260 px box show 8 classes of

@@ -7,8 +7,9 @@ filter; hover and click inspect single samples; brush and lasso selections fill
 from papermill parameters and read them back.
 
 It draws with the WebGL scatter of ``bqplot-gl`` when that is importable, and otherwise with an
-SVG scatter that shows a seeded sample of the points. Counts, selections and exports always use
-every point.
+SVG scatter that shows a seeded sample of the points. A window holding more points than
+``density_above`` is drawn as a density image instead (binned in Python); zooming in drills down
+to the points. Counts, selections and exports always use every point.
 
 The class holds the traitlets, the controls and their layout, and the observers that tie them
 together; what the map holds is a :class:`~cartokit.widgets._columns.ColumnModel` (pandas and
@@ -32,6 +33,7 @@ from cartokit._files import atomic_write
 from cartokit.regions import REGIONS, Thresholds
 from cartokit.widgets._columns import ColumnModel, check_limit
 from cartokit.widgets._render import (
+    DENSITY_ABOVE,
     DetailPanel,
     MapMarks,
     brush_reports,
@@ -111,6 +113,14 @@ class DataMapExplorer(widgets.VBox):
         points stay drawn as the filter narrows). Default: 5,000 for SVG, no limit for WebGL.
     max_pick_points : int, default 2000
         Most points that hover and click reach with the WebGL backend (see above).
+    density_above : int or None, default 300,000
+        Most shown points the window draws as points. With more, the map is a density view:
+        the points binned on a 274 x 198 grid over the window, each cell coloured by the colour
+        column (its most frequent category, or its mean) and more opaque where it holds more
+        points, cells with a selected point darker. Zoom in (the *zoom* tool, or
+        :meth:`zoom_to`) until the window holds at most this many, and those points are drawn.
+        A threshold move then repaints one small image instead of recolouring every point (the
+        README gives the frame times measured in the page). None: always draw points.
     seed : int, default 0
         Seed of the down-sampling, of the pick sample and of the categorical jitter.
 
@@ -125,8 +135,9 @@ class DataMapExplorer(widgets.VBox):
     filter_op, filter_value : {">=", "<="} and float traitlets
     filter_class : int or None traitlet
         Show only this class (an index; a class name is converted), or None for all.
-    tool : {"inspect", "lasso", "brush"} traitlet
-        What a drag on the map does (default ``"inspect"``).
+    tool : {"inspect", "lasso", "brush", "zoom"} traitlet
+        What a drag on the map does (default ``"inspect"``); *zoom* pans, and the mouse wheel
+        zooms. The *whole map* button (:meth:`reset_zoom`) shows everything again.
     selected_ids : numpy.ndarray traitlet
         Ids of the selected samples, in table order. Writable: any ids of the table.
     inspected_id : traitlet
@@ -191,7 +202,7 @@ class DataMapExplorer(widgets.VBox):
     filter_op = traitlets.Enum((">=", "<="), default_value=">=")
     filter_value = traitlets.Float(0.0)
     filter_class = traitlets.Any(None)
-    tool = traitlets.Enum(("inspect", "brush", "lasso"), default_value="inspect")
+    tool = traitlets.Enum(("inspect", "brush", "lasso", "zoom"), default_value="inspect")
     selected_ids = traitlets.Any()
     inspected_id = traitlets.Any(None)
 
@@ -205,6 +216,7 @@ class DataMapExplorer(widgets.VBox):
         backend: str = "auto",
         max_points: int | None = None,
         max_pick_points: int = 2000,
+        density_above: int | None = DENSITY_ABOVE,
         seed: int = 0,
         **kwargs: Any,
     ) -> None:
@@ -220,6 +232,7 @@ class DataMapExplorer(widgets.VBox):
         self._max_pick = check_limit(
             "max_pick_points", max_pick_points, caller=caller, allow_none=False
         )
+        density_above = check_limit("density_above", density_above, caller=caller)
         self.metrics, self.data, self.dynamics = metrics, data, dynamics
         self.class_names = model.class_names
         self.last_subset: Any = None
@@ -231,7 +244,8 @@ class DataMapExplorer(widgets.VBox):
 
         self._marks = MapMarks(
             model, self.backend, on_hover=self._on_hover, on_click=self._on_click,
-            on_select=self._set_selection,
+            on_select=self._set_selection, on_window=self._on_window,
+            density_above=density_above, max_points=self._max_points,
         )  # fmt: skip
         self.figure, self.scatter = self._marks.figure, self._marks.scatter
         self.highlight = self._marks.highlight
@@ -291,8 +305,35 @@ class DataMapExplorer(widgets.VBox):
 
     @property
     def drawn_ids(self) -> np.ndarray:
-        """Ids of the drawn points, in the order of the scatter's arrays."""
+        """Ids of the drawn points, in the order of the scatter's arrays (none in the density
+        view)."""
         return self._model.drawn_ids
+
+    @property
+    def view(self) -> str:
+        """What the map draws now: ``"points"``, or ``"density"`` when the window holds more
+        shown points than ``density_above``."""
+        return self._marks.view
+
+    def zoom_to(
+        self, x: tuple[float, float] | None = None, y: tuple[float, float] | None = None
+    ) -> None:
+        """Show only ``x`` (from, to) and ``y`` on the map, as the *zoom* tool does in the page;
+        an axis left None keeps its bounds. Once the window holds at most ``density_above``
+        shown points, they are drawn as points."""
+        x0, x1, y0, y1 = self._marks.window()
+        (x0, x1), (y0, y1) = x or (x0, x1), y or (y0, y1)
+        for name, (low, high) in (("x", (x0, x1)), ("y", (y0, y1))):
+            if not (np.isfinite(low) and np.isfinite(high) and low < high):
+                raise ValueError(
+                    f"DataMapExplorer.zoom_to needs {name}=(from, to) with finite from < to. "
+                    f"Got {(low, high)!r} instead."
+                )
+        self._marks.zoom((float(x0), float(x1), float(y0), float(y1)))
+
+    def reset_zoom(self) -> None:
+        """Show the whole map again (the *whole map* button)."""
+        self._marks.zoom(None)
 
     @property
     def shown_ids(self) -> np.ndarray:
@@ -401,7 +442,7 @@ class DataMapExplorer(widgets.VBox):
 
     def _on_selected_ids(self, change: dict[str, Any]) -> None:
         self._model.select(change["new"])
-        self._marks.show_selection()
+        self._marks.show_selection(self.color_column)
         self._marks.place_pick(self._max_pick)
         self._refresh_counts()
 
@@ -485,16 +526,26 @@ class DataMapExplorer(widgets.VBox):
             column=self.filter_column, op=self.filter_op, value=self.filter_value,
             label=self.filter_class, max_points=self._max_points,
         )  # fmt: skip
-        self._marks.draw(self._model.color_values(self.color_column))
+        self._draw()
+
+    def _on_window(self) -> None:
+        # A pan or zoom: a large map draws what the new window holds; the lasso's grid follows.
+        if self._marks.follows_window:
+            self._draw()
+        else:
+            self._marks.place_proxy()
+
+    def _draw(self) -> None:
         self._refresh_color_scale()
+        self._marks.draw(self.color_column)
         self._marks.place_proxy()
         self._marks.place_pick(self._max_pick)
         self._marks.show_highlight(self._marks.highlighted)  # it follows the axes and filter
         self._refresh_counts()
 
     def _refresh_color(self) -> None:
-        self._marks.recolor(self._model.color_values(self.color_column))
         self._refresh_color_scale()
+        self._marks.recolor(self.color_column)
 
     def _refresh_color_scale(self) -> None:
         column = self._model.column(self.color_column)
@@ -503,7 +554,7 @@ class DataMapExplorer(widgets.VBox):
         self._controls.legend.value = legend(self.color_column, column, colors, low, high)
 
     def _refresh_counts(self) -> None:
-        self._controls.counts.value = counts_table(self._model)
+        self._controls.counts.value = counts_table(self._model, density=self.view == "density")
 
     def _show_detail(self) -> None:
         sample_id, caller = self.inspected_id, "DataMapExplorer.inspected_id"
@@ -540,7 +591,7 @@ class _Controls:
             # Links go from the trait to the control, so the control starts at the trait's value.
             widgets.link((explorer, trait), (dropdowns[trait], "value"))
         self.x_dropdown, self.y_dropdown, self.color_dropdown = dropdowns.values()
-        tools = ["inspect", "lasso"] + (["brush"] if brush_reports() else [])
+        tools = ["inspect", "lasso"] + (["brush"] if brush_reports() else []) + ["zoom"]
         self.tool_buttons = widgets.ToggleButtons(
             options=tools, value=explorer.tool, style={"button_width": "76px"}
         )
@@ -595,6 +646,7 @@ class _Controls:
                     widgets.HTML("<b>drag:</b>&nbsp;"),
                     self.tool_buttons,
                     _button("clear selection", "times", self.clear_selection),
+                    _button("whole map", "expand", lambda _: self._explorer.reset_zoom()),
                 ]
             ),
             row([figure, side]),

@@ -139,7 +139,7 @@ def test_colour_values_put_a_missing_category_one_past_the_last(table):
     model.set_axes("variability", "confidence")
     model.set_filter()
     colours = model.color_values("kind")
-    assert colours.dtype == np.float32
+    assert colours.dtype == np.uint8
     kind = gappy["kind"].iloc[model.drawn]
     assert kind.isna().sum() == N // 3
     np.testing.assert_array_equal(colours[kind.isna().to_numpy()], 2.0)

@@ -95,8 +95,8 @@ def test_slider_recolours_recounts_and_exports_as_assign_regions_says(record, ba
     assert np.array_equal(explorer.class_counts.to_numpy(), by_class.to_numpy())
     codes = region_codes(metrics, new)
     after = np.asarray(explorer.scatter.color)
-    assert after.dtype == np.float32
-    assert np.array_equal(after, codes[drawn].astype(np.float32))
+    assert after.dtype == np.uint8  # region codes go to the page as one byte a point
+    assert np.array_equal(after, codes[drawn])
     changed = region_codes(metrics, Thresholds()) != codes
     assert np.array_equal(before != after, changed[drawn])
     assert changed.any()

@@ -93,10 +93,10 @@ def notebook_metrics():
     return namespace["metrics"]
 
 
-def start_lab(tmp_path: Path) -> tuple[subprocess.Popen, str, str, Path]:
+def start_lab(tmp_path: Path, notebook: Path = NOTEBOOK) -> tuple[subprocess.Popen, str, str, Path]:
     root = tmp_path / "root"
     root.mkdir()
-    shutil.copy(NOTEBOOK, root / NOTEBOOK.name)  # the page autosaves: keep the repo copy clean
+    shutil.copy(notebook, root / notebook.name)  # the page autosaves: keep the repo copy clean
     home = tmp_path / "jupyter"
     labconfig = home / "config" / "labconfig"
     labconfig.mkdir(parents=True)
