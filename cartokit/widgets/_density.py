@@ -90,7 +90,10 @@ def density_rgba(
     cols, rows = grid
     size = cols * rows
     keep = cells >= 0
-    where, vals = cells[keep], values[keep]
+    if not keep.all():  # a caller that drops the -1 cells first saves these copies
+        cells, values = cells[keep], values[keep]
+        selected = None if selected is None else selected[keep]
+    where, vals = cells, values
     counts = np.bincount(where, minlength=size)
     rgb = np.tile(_rgb(MISSING_COLOR), (size, 1))
     filled = counts > 0
@@ -111,7 +114,7 @@ def density_rgba(
         scale = np.log1p(counts.max())
         alpha[filled] = _MIN_ALPHA + (1 - _MIN_ALPHA) * np.log1p(counts[filled]) / scale
     if selected is not None and selected.any():
-        marked = np.bincount(cells[keep & selected], minlength=size) > 0
+        marked = np.bincount(cells[selected], minlength=size) > 0
         rgb[marked] *= _SELECTED_SHADE
         alpha[marked] = 1.0
     image = np.concatenate([rgb, alpha[:, None]], axis=1).reshape(rows, cols, 4)

@@ -176,7 +176,7 @@ class MapMarks:
         self._quiet = False
         # The density image the page holds, and each point's cell in it.
         self._sent_png = b""
-        self._density_cells = np.full(len(model.ids), -1, dtype=np.int64)
+        self._density_pos = self._density_cells = np.zeros(0, dtype=np.int64)
         self._scale: tuple[list[str], float, float] = (list(REGION_SCALE), 0.0, 3.0)
         self._home: Window = (0.0, 1.0, 0.0, 1.0)
         self._last_window: Window | None = None
@@ -314,7 +314,9 @@ class MapMarks:
             inside = model.visible & in_window(x, y, window)
             if int(inside.sum()) > self._density_above:  # type: ignore[operator]
                 self.view = "density"
-                self._density_cells = window_cells(x, y, model.visible, window, DENSITY_GRID)
+                cells = window_cells(x, y, model.visible, window, DENSITY_GRID)
+                self._density_pos = np.flatnonzero(cells >= 0)  # the points in the image
+                self._density_cells = cells[self._density_pos]
                 model.drawn = np.zeros(0, dtype=np.int64)
             else:
                 model.drawn = model.sample(np.flatnonzero(inside), self._max_points)
@@ -355,10 +357,11 @@ class MapMarks:
     def _paint_density(self, color_name: str) -> None:
         column = self._model.column(color_name)
         colors, low, high = self._scale
+        pos = self._density_pos
         rgba = density_rgba(
-            self._density_cells, DENSITY_GRID, column.values,
+            self._density_cells, DENSITY_GRID, column.values[pos],
             categories=None if column.categories is None else len(column.categories),
-            colors=colors, low=low, high=high, selected=self._model.selected,
+            colors=colors, low=low, high=high, selected=self._model.selected[pos],
         )  # fmt: skip
         png = rgba_png(rgba)
         x0, x1, y0, y1 = self.window()
