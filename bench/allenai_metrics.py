@@ -18,8 +18,9 @@ The two children run ``--repeats`` times, interleaved (cartokit, baseline, basel
 alike, and each figure is the median over the repeats: wall seconds, CPU seconds (user + system
 time of the child, from ``os.wait4``: what ``time.process_time`` measures inside it) and peak RSS
 (MiB). Prints one JSON line: sizes, those figures (and each run's wall time), the speedups by wall
-and by CPU time, and the largest absolute difference in confidence, variability and correctness
-between the two CSVs.
+and by CPU time, the largest absolute difference in confidence, variability and correctness
+between the two CSVs, and the machine's 1-minute load average before and after the timed runs
+(other processes' load slows the two-threaded cartokit more than the one-threaded baseline).
 
 Usage: ``python bench/allenai_metrics.py [--samples N] [--epochs E] [--classes C] [--seed S]
 [--repeats R] [--skip-baseline]``
@@ -190,6 +191,7 @@ def main() -> None:
             children["baseline"] = [sys.executable, "-c", BASELINE, str(folder), str(base_csv)]
         timings: dict[str, list[dict[str, float]]] = {name: [] for name in children}
         names = list(children)
+        load_before = os.getloadavg()[0]
         for r in range(args.repeats):
             for name in names[r % len(names) :] + names[: r % len(names)]:
                 timings[name].append(measure(children[name]))
@@ -206,6 +208,7 @@ def main() -> None:
             "cartokit_cpu_s": round(ours["cpu_s"], 3),
             "cartokit_peak_mb": round(ours["peak_mb"], 1),
             "cartokit_wall_runs_s": [round(t["wall_s"], 3) for t in timings["cartokit"]],
+            "loadavg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         }
         if not args.skip_baseline:
             base = median_of(timings["baseline"])

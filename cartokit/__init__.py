@@ -19,23 +19,6 @@ import importlib
 from typing import Any
 
 from cartokit._deprecation import moved
-from cartokit.data import (
-    DataBundle,
-    Split,
-    from_arrays,
-    from_dataframe,
-    from_hf,
-    from_torch,
-    load_dataset,
-    make_bundle,
-)
-from cartokit.dynamics import TrainingDynamics
-from cartokit.metrics import compute_metrics
-from cartokit.mislabel import score_mislabeled, suggest_labels
-from cartokit.noise import inject_noise
-from cartokit.regions import REGIONS, Thresholds, assign_regions, region_counts
-from cartokit.s2l import select_s2l
-from cartokit.selection import SELECTORS, select, select_mixture, selection_mask, subset
 
 __version__ = "0.1.0"
 
@@ -91,9 +74,32 @@ __all__ = [
     "__version__",
 ]
 
-# Names whose modules import torch, pyarrow or matplotlib: loaded on first use, so that
-# `import cartokit` (and `cartokit --help`) stays quick.
+# Every public name loads its module on first use, so that `import cartokit` imports neither
+# torch, matplotlib nor pandas, and `cartokit --help` and `cartokit metrics` stay quick.
 _LAZY = {
+    "DataBundle": "cartokit.data",
+    "Split": "cartokit.data",
+    "from_arrays": "cartokit.data",
+    "from_dataframe": "cartokit.data",
+    "from_hf": "cartokit.data",
+    "from_torch": "cartokit.data",
+    "load_dataset": "cartokit.data",
+    "make_bundle": "cartokit.data",
+    "TrainingDynamics": "cartokit.dynamics",
+    "compute_metrics": "cartokit.metrics",
+    "score_mislabeled": "cartokit.mislabel",
+    "suggest_labels": "cartokit.mislabel",
+    "inject_noise": "cartokit.noise",
+    "REGIONS": "cartokit.regions",
+    "Thresholds": "cartokit.regions",
+    "assign_regions": "cartokit.regions",
+    "region_counts": "cartokit.regions",
+    "select_s2l": "cartokit.s2l",
+    "SELECTORS": "cartokit.selection",
+    "select": "cartokit.selection",
+    "select_mixture": "cartokit.selection",
+    "selection_mask": "cartokit.selection",
+    "subset": "cartokit.selection",
     "DynamicsRecorder": "cartokit.recorder",
     "SequenceRecorder": "cartokit.sequence",
     "read_allenai": "cartokit.io",
@@ -131,9 +137,19 @@ _moved = moved(
 )
 
 
+# Submodules that `import cartokit` once imported eagerly: `cartokit.metrics` and the like still
+# resolve after a bare `import cartokit`, importing the module on first use.
+_SUBMODULES = frozenset(
+    {"_files", "_validation", "data", "dynamics", "metrics", "mislabel", "noise", "regions"}
+    | {"s2l", "selection"}
+)
+
+
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
     return _moved(name)
 
 

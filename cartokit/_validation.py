@@ -23,10 +23,12 @@ from __future__ import annotations
 import difflib
 import numbers
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # imported where used: `cartokit metrics` never loads pandas
+    import pandas as pd
 
 __all__ = [
     "Boolean",
@@ -421,6 +423,8 @@ def check_model_maker(
 
 def check_metrics_frame(metrics: Any, *, caller: str, columns: Sequence[str] = ()) -> pd.DataFrame:
     """The metrics table (a DataFrame, one row per sample), with the given columns present."""
+    import pandas as pd
+
     if not isinstance(metrics, pd.DataFrame):
         raise TypeError(
             f"The 'metrics' parameter of {caller} must be a pandas DataFrame, such as the "
@@ -457,6 +461,8 @@ def positions_of(
     ...
     ValueError: subset: 1 of the 2 ids are not in data.ids, e.g. [12].
     """
+    import pandas as pd
+
     index = index if isinstance(index, pd.Index) else pd.Index(np.asarray(index))
     wanted = ids.to_numpy() if isinstance(ids, (pd.Index, pd.Series)) else np.asarray(ids)
     if wanted.ndim != 1:
@@ -483,6 +489,8 @@ def positions_of(
 
 
 def _id_kind(values: Any) -> str:
+    import pandas as pd
+
     dtype = values.dtype if hasattr(values, "dtype") else np.asarray(values).dtype
     if pd.api.types.is_integer_dtype(dtype):
         return "integer"

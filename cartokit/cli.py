@@ -15,6 +15,10 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cartokit.dynamics import TrainingDynamics
 
 DEMO_DESCRIPTION = (
     "Train as notebook 01 of 'cartokit run --preset digits' (make demo) does, without "
@@ -143,6 +147,8 @@ def _cmd_metrics(args: argparse.Namespace) -> None:
         if Path(args.output).suffix.lower() == ".parquet":  # written block by block
             compute_metrics(dyn, burn_in=args.burn_in, engine=engine, output=args.output)
             counts = _parquet_region_counts(args.output)
+        elif engine == "auto" and not hasattr(dyn, "blocks"):  # a record held in memory
+            counts = _metrics_csv(dyn, args.burn_in, args.output)
         else:
             metrics = compute_metrics(dyn, burn_in=args.burn_in, engine=engine)
             write_metrics_csv(metrics, args.output)
@@ -153,6 +159,22 @@ def _cmd_metrics(args: argparse.Namespace) -> None:
         f"regions (default thresholds): {summary}; wrote {args.output}",
         file=sys.stderr,
     )
+
+
+def _metrics_csv(dyn: TrainingDynamics, burn_in: int, output: str) -> dict[str, int]:
+    """The CSV of a record held in memory, and its region counts, from plain arrays: the same
+    file and counts as through the pandas table, without the import of pandas."""
+    import numpy as np
+
+    from cartokit.io.tables import write_metric_columns_csv
+    from cartokit.metrics import metric_columns
+    from cartokit.regions import REGIONS, Thresholds, region_codes
+
+    columns = metric_columns(dyn, burn_in=burn_in)
+    write_metric_columns_csv(dyn.ids, columns, output)
+    codes = region_codes(columns["confidence"], columns["variability"], Thresholds())
+    counts = np.bincount(codes[codes >= 0], minlength=len(REGIONS))
+    return dict(zip(REGIONS, counts.tolist(), strict=True))
 
 
 #: How long ``cartokit metrics --dask`` waits for the scheduler.
@@ -365,9 +387,7 @@ def _add_metrics_command(sub: argparse._SubParsersAction) -> None:
         help="allenai run folder, TrustAI .jsonl, cartokit .npz, or a store's folder or URL "
         "(s3://..., read through fsspec)",
     )
-    p.add_argument(
-        "-o", "--output", required=True, help="metrics file to write: .parquet, or .csv"
-    )
+    p.add_argument("-o", "--output", required=True, help="metrics file to write: .parquet, or .csv")
     p.add_argument(
         "--format",
         default="auto",

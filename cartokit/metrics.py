@@ -21,14 +21,14 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-import pandas as pd
 
 from cartokit._validation import Options, check_int, check_param, first_few
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pandas is imported where a table is built: `cartokit metrics` never needs it
+    import pandas as pd
     import torch
 
     from cartokit.dynamics import TrainingDynamics
@@ -47,6 +47,8 @@ __all__ = [
     "el2n",
     "first_learned_epoch",
     "forgetting_and_learning",
+    "metric_columns",
+    "MissingInts",
     "perplexity",
     "threshold_closeness",
     "variability",
@@ -478,6 +480,54 @@ def compute_metrics(
         from cartokit.store import open_dynamics
 
         dyn = open_dynamics(dyn)
+    index, epoch_numbers = _chosen_checkpoints(dyn, burn_in, epochs, stacklevel=3)
+    if hasattr(dyn, "blocks") or engine == "dask" or output is not None:
+        from cartokit.streaming import stream_metrics
+
+        return stream_metrics(dyn, epoch_numbers, engine=engine, output=output)
+    return _metrics_frame(dyn.ids, _columns_of(dyn, index, epoch_numbers))
+
+
+class MissingInts(NamedTuple):
+    """An integer column with missing values, as :func:`metric_columns` returns it: ``values``
+    (int64; any number where missing) and the boolean mask ``missing``. In the table of
+    :func:`compute_metrics` it is a nullable ``Int64`` column."""
+
+    values: np.ndarray
+    missing: np.ndarray
+
+
+def metric_columns(
+    dyn: TrainingDynamics, *, burn_in: int = 0, epochs: Sequence[int] | None = None
+) -> dict[str, Any]:
+    """The columns of :func:`compute_metrics`'s table as plain arrays, without pandas.
+
+    For a record held in memory (not a store): each column of the table, in its order, as a
+    numpy array, except the nullable ``first_learned_epoch`` and ``predicted_label``, which are
+    :class:`MissingInts`. The table's index is ``dyn.ids``. ``cartokit metrics`` writes its CSV
+    from these, without importing pandas. Warns as :func:`compute_metrics` does.
+
+    Examples
+    --------
+    >>> from cartokit.dynamics import TrainingDynamics
+    >>> logits = np.array([[[2.0, 0.0]], [[0.0, 2.0]], [[3.0, 0.0]]])  # 3 epochs, 1 sample
+    >>> columns = metric_columns(TrainingDynamics.from_logits(logits, labels=[0]))
+    >>> round(float(columns["confidence"][0]), 3), columns["first_learned_epoch"].values.tolist()
+    (0.651, [0])
+    """
+    if hasattr(dyn, "blocks"):
+        raise TypeError(
+            "metric_columns needs a record held in memory; for a store or merged maps use "
+            "compute_metrics, which reads them block by block."
+        )
+    index, epoch_numbers = _chosen_checkpoints(dyn, burn_in, epochs, stacklevel=3)
+    return _columns_of(dyn, index, epoch_numbers)
+
+
+def _chosen_checkpoints(
+    dyn: Any, burn_in: int, epochs: Sequence[int] | None, *, stacklevel: int
+) -> tuple[list[int] | slice, np.ndarray]:
+    """The checkpoints that the metrics use, and their numbers; warns when they are few."""
     index = _checkpoint_index(dyn.num_epochs, burn_in=burn_in, epochs=epochs)
     epoch_numbers = np.arange(dyn.num_epochs)[index]
     if len(epoch_numbers) < 3:
@@ -486,12 +536,14 @@ def compute_metrics(
             "forgetting need at least 3 to mean much. Record more epochs, or use sub-epoch "
             "checkpoints.",
             UserWarning,
-            stacklevel=2,
+            stacklevel=stacklevel,
         )
-    if hasattr(dyn, "blocks") or engine == "dask" or output is not None:
-        from cartokit.streaming import stream_metrics
+    return index, epoch_numbers
 
-        return stream_metrics(dyn, epoch_numbers, engine=engine, output=output)
+
+def _columns_of(
+    dyn: TrainingDynamics, index: list[int] | slice, epoch_numbers: np.ndarray
+) -> dict[str, Any]:
     # Without epochs=, index is a slice: views of the record, where a list of indices would
     # copy the whole record on every call.
     gold = dyn.gold_prob[index]
@@ -499,7 +551,7 @@ def compute_metrics(
     sq_err = dyn.sq_error[index]
     pred = dyn.pred[index]
     extras = {name: values[index] for name, values in dyn.extras.items()}
-    return _compute_metrics(dyn, gold, margin, sq_err, pred, epoch_numbers, extras)
+    return _metric_columns(dyn, gold, margin, sq_err, pred, epoch_numbers, extras)
 
 
 def _checkpoint_index(
@@ -531,7 +583,20 @@ def _checkpoint_index(
     return slice(burn_in, num_epochs)
 
 
-def _compute_metrics(
+def _metrics_frame(ids: np.ndarray, columns: dict[str, Any]) -> pd.DataFrame:
+    """The table of :func:`compute_metrics` from :func:`metric_columns`' arrays."""
+    import pandas as pd
+
+    table = {
+        name: pd.arrays.IntegerArray(*values) if isinstance(values, MissingInts) else values
+        for name, values in columns.items()
+    }
+    # copy=False: the columns are fresh arrays made here; consolidating them into 2-D blocks
+    # would copy the whole table once more, into memory the process has never touched.
+    return pd.DataFrame(table, index=pd.Index(ids, name="id"), copy=False)
+
+
+def _metric_columns(
     dyn: TrainingDynamics,
     gold: np.ndarray,
     margin: np.ndarray,
@@ -539,7 +604,7 @@ def _compute_metrics(
     pred: np.ndarray,
     epoch_numbers: np.ndarray,
     extras: dict[str, np.ndarray] | None = None,
-) -> pd.DataFrame:
+) -> dict[str, Any]:
     labels = dyn.labels
     observed: np.ndarray | None = ~np.isnan(gold)
     if observed.all():  # the fast path: every sample at every checkpoint
@@ -571,7 +636,7 @@ def _compute_metrics(
         "correctness": correctness(correct, observed),
         "forgetting": forgotten,
         "learned_events": learned,
-        "first_learned_epoch": pd.arrays.IntegerArray(epoch_numbers[first_idx], ~ever),
+        "first_learned_epoch": MissingInts(epoch_numbers[first_idx], ~ever),
         "never_learned": ~ever,
         "min_prob": min_prob.astype(np.float64),
         "max_prob": max_prob.astype(np.float64),
@@ -579,7 +644,7 @@ def _compute_metrics(
         "el2n": el2n(sq_err, observed),
         "aleatoric": aleatoric(gold, observed),
         "threshold_closeness": threshold_closeness(conf),
-        "predicted_label": pd.arrays.IntegerArray(
+        "predicted_label": MissingInts(
             np.maximum(last_pred, 0).astype(np.int64), num_observed == 0
         ),
         "num_observed": num_observed,
@@ -598,7 +663,4 @@ def _compute_metrics(
         names = np.asarray(dyn.class_names, dtype=object)
         columns["label_name"] = names[labels]
         columns["predicted_name"] = np.where(num_observed > 0, names[last_pred], None)
-    index = pd.Index(dyn.ids, name="id")
-    # copy=False: the columns are fresh arrays made here; consolidating them into 2-D blocks
-    # would copy the whole table once more, into memory the process has never touched.
-    return pd.DataFrame(columns, index=index, copy=False)
+    return columns

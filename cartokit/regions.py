@@ -11,11 +11,14 @@ editable cut points.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from cartokit._validation import check_metrics_frame, is_real, show
+
+if TYPE_CHECKING:  # imported where used: `cartokit metrics` never loads pandas
+    import pandas as pd
 
 __all__ = [
     "REGIONS",
@@ -147,6 +150,8 @@ class Thresholds:
 def map_coordinates(metrics: pd.DataFrame, *, caller: str) -> tuple[np.ndarray, np.ndarray]:
     """The ``confidence`` and ``variability`` columns of a metrics table as float64 arrays (NaN
     where missing), checked: the coordinates of every sample on the data map."""
+    import pandas as pd
+
     check_metrics_frame(metrics, caller=caller, columns=_REGION_COLUMNS)
     arrays = []
     for column in _REGION_COLUMNS:
@@ -181,6 +186,8 @@ def region_codes(
 
 
 def _as_region_series(codes: np.ndarray, index: pd.Index) -> pd.Series:
+    import pandas as pd
+
     categorical = pd.Categorical.from_codes(codes, categories=list(REGIONS))
     return pd.Series(categorical, index=index, name="region", copy=False)
 
@@ -230,6 +237,8 @@ def assign_regions(metrics: pd.DataFrame, thresholds: Thresholds | None = None) 
 
 def _codes_of_region_series(regions: pd.Series) -> np.ndarray:
     """Region codes of a Series of region names (categorical or plain strings)."""
+    import pandas as pd
+
     dtype = regions.dtype
     if isinstance(dtype, pd.CategoricalDtype) and list(dtype.categories) == list(REGIONS):
         return regions.cat.codes.to_numpy()
@@ -298,6 +307,8 @@ def region_counts(
     0          1          1     0
     1          0          1     1
     """
+    import pandas as pd
+
     if isinstance(regions_or_metrics, pd.DataFrame):
         metrics = regions_or_metrics
         thresholds = Thresholds.coerce(thresholds, caller="region_counts")
@@ -337,6 +348,8 @@ def region_counts(
 
 
 def _counts_by(codes: np.ndarray, groups: pd.Series, regions_index: pd.Index) -> pd.DataFrame:
+    import pandas as pd
+
     group_codes, group_values = pd.factorize(groups, sort=True)
     keep = (codes != _MISSING) & (group_codes >= 0)
     n_regions = len(REGIONS)

@@ -60,6 +60,7 @@ def test_allenai_metrics_against_the_allenai_style_baseline():
     assert len(out["cartokit_wall_runs_s"]) == len(out["baseline_wall_runs_s"]) == 2
     assert "lighter than the real script" in out["baseline"]
     assert out["rows_compared"] == 2000 and out["metrics_max_abs_diff"] < 1e-5  # same metrics
+    assert len(out["loadavg_1min"]) == 2 and min(out["loadavg_1min"]) >= 0
 
 
 def test_allenai_metrics_refuses_zero_repeats():

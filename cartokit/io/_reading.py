@@ -11,7 +11,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ClassCount", "check_regular", "clip", "is_int64", "list_matrix", "not_utf8"]
+__all__ = [
+    "ClassCount",
+    "check_regular",
+    "clip",
+    "has_duplicates",
+    "is_int64",
+    "list_matrix",
+    "not_utf8",
+]
 
 _INT64 = np.iinfo(np.int64)
 
@@ -48,6 +56,15 @@ def is_int64(value: Any) -> bool:
     )
 
 
+def has_duplicates(ids: np.ndarray) -> bool:
+    """Whether a 1-D array of ids (int64, or str objects) repeats one; without pandas, whose
+    import would cost ``cartokit metrics`` more than this check."""
+    if ids.dtype == object:
+        return len(set(ids.tolist())) != len(ids)
+    ordered = np.sort(ids)
+    return bool((ordered[1:] == ordered[:-1]).any())
+
+
 class ClassCount:
     """The number of classes of a file: its first row sets it, and every later row must match.
 
@@ -73,16 +90,21 @@ class ClassCount:
 def list_matrix(column: Any) -> np.ndarray | None:
     """A pyarrow list column with one equal-length (>= 2) row of numbers per sample, as an
     ``(n, C)`` array; ``None`` when rows differ in length or hold nulls (the careful line scan
-    then says which line)."""
-    import pyarrow.compute as pc
+    then says which line).
 
-    if len(column) == 0:
+    The row lengths come from the list offsets, in numpy, and the values are read from their
+    buffer: neither ``pyarrow.compute`` nor pandas (which ``to_numpy`` imports) is loaded.
+    """
+    from cartokit.io._arrow import numbers_of
+
+    if len(column) == 0 or column.null_count:
         return None
-    bounds = pc.min_max(pc.list_value_length(column))
-    width = bounds["min"].as_py()
-    if width is None or width != bounds["max"].as_py() or width < 2:
+    offsets = numbers_of(column.offsets)
+    lengths = np.diff(offsets)
+    width = int(lengths[0])
+    if width < 2 or (lengths != width).any():
         return None
-    values = column.flatten()
+    values = column.values  # the whole child array (flatten() would import pyarrow.compute)
     if values.null_count:
         return None
-    return values.to_numpy(zero_copy_only=False).reshape(len(column), width)
+    return numbers_of(values)[offsets[0] : offsets[-1]].reshape(len(column), width)

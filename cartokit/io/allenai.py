@@ -15,18 +15,27 @@ import math
 import os
 import re
 import warnings
+from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-import pandas as pd
 
 from cartokit._files import atomic_write
 from cartokit._validation import first_few, show
-from cartokit.dynamics import TrainingDynamics
-from cartokit.io._reading import ClassCount, clip, is_int64, list_matrix, not_utf8
+from cartokit.dynamics import TrainingDynamics, pred_dtype
+from cartokit.io._arrow import numbers_of
+from cartokit.io._reading import (
+    ClassCount,
+    clip,
+    has_duplicates,
+    is_int64,
+    list_matrix,
+    not_utf8,
+)
+from cartokit.metrics import checkpoint_stats_numpy
 
 __all__ = ["read_allenai", "write_allenai"]
 
@@ -50,6 +59,24 @@ class _Epoch(NamedTuple):
     guids: np.ndarray
     logits: np.ndarray
     gold: np.ndarray
+
+
+class _Scored(NamedTuple):
+    """One epoch file, its rows reduced to the record's statistics (in the file's row order):
+    guids, gold [n], the class count, and gold_prob, margin, sq_error, pred [n] each."""
+
+    guids: np.ndarray
+    gold: np.ndarray
+    num_classes: int
+    stats: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _read_and_score(path: Path, epoch: int) -> _Scored:
+    """Parse one epoch file and reduce its logits (:func:`checkpoint_stats_numpy`, row by
+    row: the numbers of ``TrainingDynamics.from_logits``), in the thread that parsed it."""
+    part = _read_epoch_file(path, epoch)
+    stats = checkpoint_stats_numpy(part.logits, part.gold)
+    return _Scored(part.guids, part.gold, part.logits.shape[1], stats)
 
 
 def read_allenai(
@@ -162,20 +189,23 @@ def _epoch_files(folder: Path) -> list[tuple[int, Path]]:
 
 
 def _read_allenai(files: list[tuple[int, Path]], class_names: list[str] | None) -> TrainingDynamics:
-    # Epoch files are copied into place one at a time, so the peak holds the result plus two
-    # parsed files: the one being placed and the next, parsed meanwhile (see _parsed_ahead).
-    first_path = files[0][1]
-    first = _read_epoch_file(first_path, files[0][0])
-    ids, gold = first.guids, first.gold
-    ref = pd.Index(ids)
-    num_classes = first.logits.shape[1]
-    logits = np.empty((len(files), len(ref), num_classes), dtype=np.float32)
-    logits[0] = first.logits
+    # Epoch files are parsed and reduced to their statistics by threads (see _parsed_ahead)
+    # while the main thread puts the statistics of the previous ones in place: the peak holds
+    # the record plus PARSE_THREADS + 1 parsed files.
+    parsed = _parsed_ahead(files)
+    first_path, first = next(parsed)
+    ids, gold, num_classes = first.guids, first.gold, first.num_classes
+    ref = _GuidIndex(ids)
+    shape = (len(files), len(ids))
+    record = [np.empty(shape, dtype=np.float32) for _ in range(3)]
+    record.append(np.empty(shape, dtype=pred_dtype(num_classes)))
+    for out, values in zip(record, first.stats, strict=True):
+        out[0] = values
     del first
-    for e, (path, part) in enumerate(_parsed_ahead(files[1:]), start=1):
-        if part.logits.shape[1] != num_classes:
+    for e, (path, part) in enumerate(parsed, start=1):
+        if part.num_classes != num_classes:
             raise ValueError(
-                f"{path}, line {_line_of_row(path, 0)}: {part.logits.shape[1]} logits per row, "
+                f"{path}, line {_line_of_row(path, 0)}: {part.num_classes} logits per row, "
                 f"but {first_path.name} has {num_classes}; every epoch must score the same "
                 "classes."
             )
@@ -183,11 +213,11 @@ def _read_allenai(files: list[tuple[int, Path]], class_names: list[str] | None) 
         # distinct, so the epochs already aligned keep their positions.
         if part.guids.dtype == object and ids.dtype != object:
             ids = _as_str(ids)
-            ref = pd.Index(ids)
+            ref = _GuidIndex(ids)
         elif ids.dtype == object and part.guids.dtype != object:
             part = part._replace(guids=_as_str(part.guids))
         # Not positions_of: an unmatched guid is reported with its line in this file.
-        pos = ref.get_indexer(part.guids)
+        pos = ref.positions(part.guids)
         extra = np.flatnonzero(pos < 0)
         if extra.size:
             row = int(extra[0])
@@ -196,14 +226,14 @@ def _read_allenai(files: list[tuple[int, Path]], class_names: list[str] | None) 
                 f"{first_path.name}, the first epoch file ({extra.size} such guids); every epoch "
                 "file must list the same samples."
             )
-        if pos.shape[0] < len(ref):
-            seen = np.zeros(len(ref), dtype=bool)
+        if pos.shape[0] < len(ids):
+            seen = np.zeros(len(ids), dtype=bool)
             seen[pos] = True
             row = int(np.flatnonzero(~seen)[0])
             raise ValueError(
-                f"{path}: no row for guid {show(ref[row])} (line "
+                f"{path}: no row for guid {show(ids[row])} (line "
                 f"{_line_of_row(first_path, row)} of {first_path.name}); "
-                f"{len(ref) - pos.shape[0]} of {len(ref)} guids are missing. Every epoch file "
+                f"{len(ids) - pos.shape[0]} of {len(ids)} guids are missing. Every epoch file "
                 "must list the same samples."
             )
         changed = np.flatnonzero(gold[pos] != part.gold)
@@ -214,21 +244,70 @@ def _read_allenai(files: list[tuple[int, Path]], class_names: list[str] | None) 
                 f"{show(part.guids[row])}, but {first_path.name} gives {int(gold[pos[row]])}; "
                 "a sample's gold label cannot change between epochs."
             )
-        logits[e, pos] = part.logits
-    return TrainingDynamics.from_logits(logits, gold, ids=ids, class_names=class_names)
+        for out, values in zip(record, part.stats, strict=True):
+            out[e, pos] = values
+    gold_prob, margin, sq_error, pred = record
+    return TrainingDynamics(
+        ids=ids,
+        labels=gold,
+        gold_prob=gold_prob,
+        margin=margin,
+        sq_error=sq_error,
+        pred=pred,
+        num_classes=num_classes,
+        class_names=class_names,
+    )
 
 
-def _parsed_ahead(files: list[tuple[int, Path]]) -> Iterator[tuple[Path, _Epoch]]:
-    """Each epoch file, parsed; a second thread parses the next one while the caller places
-    this one (pyarrow releases the GIL)."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        ahead = None
-        for k, (epoch, path) in enumerate(files):
-            current = ahead or pool.submit(_read_epoch_file, path, epoch)
-            ahead = (
-                pool.submit(_read_epoch_file, *files[k + 1][::-1]) if k + 1 < len(files) else None
-            )
-            yield path, current.result()
+class _GuidIndex:
+    """The position of each guid of the first epoch file, to place the rows of the others.
+
+    Integer guids are matched by binary search in a sorted copy, string guids through a dict:
+    both without pandas, whose import would cost ``cartokit metrics`` more than the lookups.
+    """
+
+    def __init__(self, ids: np.ndarray) -> None:
+        self._strings = ids.dtype == object
+        if self._strings:
+            self._where = {guid: k for k, guid in enumerate(ids.tolist())}
+        else:
+            self._order = np.argsort(ids, kind="stable")
+            self._sorted = ids[self._order]
+
+    def positions(self, guids: np.ndarray) -> np.ndarray:
+        """Each guid's position among the first file's (intp), -1 for a guid not there."""
+        if self._strings:
+            where = self._where
+            return np.fromiter((where.get(g, -1) for g in guids.tolist()), np.intp, len(guids))
+        if not len(self._sorted):
+            return np.full(len(guids), -1, dtype=np.intp)
+        at = np.searchsorted(self._sorted, guids)
+        np.minimum(at, len(self._sorted) - 1, out=at)
+        found = self._sorted[at] == guids
+        return np.where(found, self._order[at], -1).astype(np.intp, copy=False)
+
+
+#: Epoch files parsed at once, ahead of the one being placed. pyarrow parses without the GIL,
+#: so two files keep two cores busy; more would only hold more files in memory.
+PARSE_THREADS = 2
+
+
+def _parsed_ahead(files: list[tuple[int, Path]]) -> Iterator[tuple[Path, _Scored]]:
+    """Each epoch file, parsed and scored, in order; up to :data:`PARSE_THREADS` threads work
+    on the next ones while the caller places this one (pyarrow and numpy release the GIL)."""
+    workers = max(1, min(PARSE_THREADS, os.cpu_count() or 1, len(files)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: deque[Future[_Scored]] = deque()
+        upcoming = iter(files)
+        for epoch, path in itertools.islice(upcoming, workers):
+            pending.append(pool.submit(_read_and_score, path, epoch))
+        for _, path in files:
+            part = pending.popleft().result()
+            following = next(upcoming, None)
+            if following is not None:
+                pending.append(pool.submit(_read_and_score, following[1], following[0]))
+            yield path, part
+            del part
 
 
 def _read_epoch_file(path: Path, epoch: int) -> _Epoch:
@@ -292,15 +371,17 @@ def _parse_epoch_fast(raw: bytes, key: str, *, guid_is_int: bool) -> _Epoch | No
         return None
     num_classes = logits.shape[1]
     # Copies: arrow buffers are read-only, and torch.from_numpy warns on read-only arrays.
-    gold = gold_col.to_numpy(zero_copy_only=False).astype(np.int64)
+    gold = numbers_of(gold_col).astype(np.int64)
     if not np.isfinite(logits).all() or gold.min() < 0 or gold.max() >= num_classes:
         return None
-    try:
-        guids = guid_col.to_numpy(zero_copy_only=False)
-    except pa.ArrowException:  # a string guid that is not UTF-8: the scan names its line
-        return None
-    guids = guids.astype(np.int64) if guid_is_int else guids.astype(object)
-    if pd.Index(guids).has_duplicates:
+    if guid_is_int:
+        guids = numbers_of(guid_col).astype(np.int64)
+    else:
+        try:
+            guids = np.array(guid_col.to_pylist(), dtype=object)
+        except (pa.ArrowException, UnicodeDecodeError):  # not UTF-8: the scan names its line
+            return None
+    if has_duplicates(guids):
         return None
     return _Epoch(guids, logits.astype(np.float32), gold)
 

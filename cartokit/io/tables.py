@@ -12,18 +12,26 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+import numpy as np
 
 from cartokit._files import atomic_write
 from cartokit._validation import param_error
 from cartokit.regions import REGIONS
 
-__all__ = ["read_metrics_table", "write_metrics_csv", "write_metrics_parquet"]
+if TYPE_CHECKING:  # imported where used: `cartokit metrics` never loads pandas
+    import pandas as pd
+
+__all__ = [
+    "read_metrics_table",
+    "write_metric_columns_csv",
+    "write_metrics_csv",
+    "write_metrics_parquet",
+]
 
 #: The first bytes of a Parquet file.
 PARQUET_MAGIC = b"PAR1"
@@ -72,6 +80,54 @@ def write_metrics_csv(metrics: pd.DataFrame, path: str | os.PathLike[str]) -> Pa
     import pyarrow as pa
 
     table = pa.Table.from_pandas(metrics.reset_index(), preserve_index=False)
+    return _write_csv(table, path)
+
+
+def write_metric_columns_csv(
+    ids: np.ndarray, columns: Mapping[str, Any], path: str | os.PathLike[str]
+) -> Path:
+    """Write the table of :func:`~cartokit.metrics.metric_columns` as CSV, without pandas.
+
+    The same file, byte for byte, as :func:`write_metrics_csv` writes for
+    ``compute_metrics(dyn)``: ``ids`` (``dyn.ids``) in the ``id`` column, then each column
+    (a numpy array, or :class:`~cartokit.metrics.MissingInts` for a nullable one) in order.
+    ``cartokit metrics`` writes its CSV this way, which spares it the import of pandas.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from cartokit.metrics import MissingInts
+    >>> columns = {"confidence": np.array([0.25, 1.0]),
+    ...            "first_learned_epoch": MissingInts(np.array([0, 0]), np.array([True, False]))}
+    >>> path = write_metric_columns_csv(
+    ...     np.array(["a", "b"], dtype=object), columns, os.path.join(tempfile.mkdtemp(), "m.csv")
+    ... )
+    >>> print(path.read_text(), end="")
+    "id","confidence","first_learned_epoch"
+    "a",0.25,
+    "b",1,0
+    """
+    import pyarrow as pa
+
+    from cartokit.io._arrow import column_of
+    from cartokit.metrics import MissingInts
+
+    names, arrays = ["id"], [column_of(ids)]
+    for name, values in columns.items():
+        names.append(name)
+        if isinstance(values, MissingInts):
+            arrays.append(column_of(values.values, values.missing))
+        elif values.dtype == np.float64:  # float32 here: _write_csv's cast imports more
+            arrays.append(column_of(values.astype(np.float32)))
+        else:
+            arrays.append(column_of(values))
+    return _write_csv(pa.table(arrays, names=names), path)
+
+
+def _write_csv(table: Any, path: str | os.PathLike[str]) -> Path:
+    """A metrics table as pyarrow holds it, written as CSV (floats at float32 precision)."""
+    import pyarrow as pa
+
     columns = []
     for column in table.columns:
         if pa.types.is_float64(column.type):
@@ -181,6 +237,8 @@ def read_metrics_table(
     ...
     ValueError: select: .../m.csv line 2: the 'confidence' column holds 'high', which is not a number. Write the table again with 'cartokit metrics'.
     """  # noqa: E501
+    import pandas as pd
+
     if not isinstance(path, (str, os.PathLike)):
         raise param_error("path", caller, "a str or os.PathLike", path, type_error=True)
     p = Path(path)
@@ -213,6 +271,7 @@ def _is_parquet(p: Path) -> bool:
 
 
 def _read_parquet(p: Path, *, caller: str, fix: str) -> pd.DataFrame:
+    import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -239,6 +298,8 @@ def _read_parquet(p: Path, *, caller: str, fix: str) -> pd.DataFrame:
 
 
 def _read_csv(p: Path, *, caller: str, fix: str) -> pd.DataFrame:
+    import pandas as pd
+
     try:
         return pd.read_csv(p)
     except pd.errors.ParserError as err:  # a row with too many fields: say which, plainly
@@ -274,6 +335,8 @@ def _check_complete_rows(p: Path, num_fields: int, *, caller: str, fix: str) -> 
 
 
 def _check_numbers(p: Path, table: pd.DataFrame, *, caller: str, fix: str) -> None:
+    import pandas as pd
+
     for column in NUMERIC_COLUMNS:
         if column in table.columns and not pd.api.types.is_numeric_dtype(table[column]):
             numbers = pd.to_numeric(table[column], errors="coerce")

@@ -21,11 +21,18 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-import pandas as pd
 
 from cartokit._validation import first_few, show
 from cartokit.dynamics import TrainingDynamics
-from cartokit.io._reading import ClassCount, check_regular, clip, is_int64, list_matrix, not_utf8
+from cartokit.io._reading import (
+    ClassCount,
+    check_regular,
+    clip,
+    has_duplicates,
+    is_int64,
+    list_matrix,
+    not_utf8,
+)
 
 __all__ = ["read_trustai"]
 
@@ -473,6 +480,8 @@ def _assemble_trustai(
         return TrainingDynamics.from_probabilities(  # copies: views would keep every row alive
             stacked, label_arr[first].copy(), ids=id_arr[first].copy(), class_names=class_names
         )
+    import pandas as pd
+
     codes, uniques = pd.factorize(id_arr)
     n_rows, n_ids = codes.shape[0], uniques.shape[0]
     counts = np.bincount(codes, minlength=n_ids)
@@ -520,4 +529,4 @@ def _period(ids: np.ndarray, labels: np.ndarray) -> int:
         return 0
     if not (labels.reshape(steps, period) == labels[:period]).all():
         return 0
-    return period if pd.Index(ids[:period]).is_unique else 0
+    return 0 if has_duplicates(ids[:period]) else period
