@@ -7,20 +7,19 @@ a slider move, and drill down to points when the *zoom* tool's mouse wheel zooms
 from __future__ import annotations
 
 import time
-import uuid
 from pathlib import Path
 
 import nbformat
 import pytest
 from test_explorer_browser import (
     CHROMIUM_ARGS,
-    SLIDER,
+    drag_slider,
     find_chromium,
     keep_screenshot,
+    open_and_run,
     read_counts,
     start_lab,
     stop_lab,
-    wait_for_idle_kernel,
 )
 
 SETUP = """\
@@ -98,18 +97,7 @@ def test_density_view_repaints_and_drills_down_in_jupyterlab(tmp_path: Path) -> 
             )  # fmt: skip
             page = context.pages[0] if context.pages else context.new_page()
             try:
-                workspace = f"cartokit-{uuid.uuid4().hex[:8]}"
-                page.goto(
-                    f"{base}/lab/workspaces/{workspace}/tree/{notebook.name}?reset&token={token}"
-                )
-                page.wait_for_function(
-                    "() => window.jupyterapp && document.querySelector('.jp-Notebook .jp-Cell')",
-                    timeout=60_000,
-                )
-                wait_for_idle_kernel(page)
-                page.evaluate(
-                    "() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }"
-                )
+                open_and_run(page, base, token, notebook.name)
                 page.wait_for_selector(".cartokit-counts-summary", timeout=60_000)
                 image = wait_until(
                     lambda: (state := image_state(page)) and state["href"] and state,
@@ -125,15 +113,7 @@ def test_density_view_repaints_and_drills_down_in_jupyterlab(tmp_path: Path) -> 
                 keep_screenshot(tmp_path / "density-whole.png")
                 before_counts, before_href = read_counts(page), image["href"]
 
-                handle = page.locator(f"{SLIDER} .noUi-handle")
-                handle.scroll_into_view_if_needed()
-                box = handle.bounding_box()
-                assert box is not None, "the easy-confidence slider handle is not on the page"
-                x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-                page.mouse.move(x, y)
-                page.mouse.down()
-                page.mouse.move(x - 25, y, steps=8)
-                page.mouse.up()
+                drag_slider(page)
                 wait_until(
                     lambda: (
                         read_counts(page) != before_counts

@@ -27,8 +27,8 @@ import pytest
 from test_explorer_browser import (
     CHROMIUM_ARGS,
     COUNT,
-    SLIDER,
     SLIDER_OF,
+    drag_slider,
     find_chromium,
     keep_screenshot,
     read_counts,
@@ -179,14 +179,7 @@ def test_explore_serves_the_explorer_in_a_real_browser(tmp_path):
                 before = read_counts(page)
                 assert before == region_counts(metrics).to_dict()
 
-                handle = page.locator(f"{SLIDER} .noUi-handle")
-                box = handle.bounding_box()
-                assert box is not None, "the easy-confidence slider handle is not on the page"
-                x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-                page.mouse.move(x, y)
-                page.mouse.down()
-                page.mouse.move(x - 25, y, steps=8)
-                page.mouse.up()
+                drag_slider(page)
                 deadline = time.monotonic() + 30
                 while True:
                     cuts = {

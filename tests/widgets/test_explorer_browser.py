@@ -170,6 +170,32 @@ def wait_for_idle_kernel(page, timeout: float = 60.0) -> None:
     pytest.fail(f"The notebook's kernel was not idle within {timeout:.0f} s.")
 
 
+def open_and_run(page, base: str, token: str, name: str) -> None:
+    """Open notebook ``name`` in a fresh JupyterLab workspace and run all its cells."""
+    workspace = f"cartokit-{uuid.uuid4().hex[:8]}"
+    page.goto(f"{base}/lab/workspaces/{workspace}/tree/{name}?reset&token={token}")
+    page.wait_for_function(
+        "() => window.jupyterapp && document.querySelector('.jp-Notebook .jp-Cell')",
+        timeout=60_000,
+    )
+    wait_for_idle_kernel(page)
+    # Fire and forget: the command's promise settles only when every cell has run.
+    page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+
+
+def drag_slider(page, selector: str = SLIDER, dx: float = -25) -> None:
+    """Drag the handle of the slider at ``selector`` by ``dx`` pixels, as a user would."""
+    handle = page.locator(f"{selector} .noUi-handle")
+    handle.scroll_into_view_if_needed()
+    box = handle.bounding_box()
+    assert box is not None, f"the slider handle {selector} is not on the page"
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + dx, y, steps=8)
+    page.mouse.up()
+
+
 def keep_screenshot(path: Path) -> None:
     """Copy a screenshot to $CARTOKIT_SCREENSHOT_DIR, when set, for CI artifacts."""
     target = os.environ.get("CARTOKIT_SCREENSHOT_DIR")
@@ -252,19 +278,7 @@ def test_explorer_end_to_end_in_jupyterlab(tmp_path: Path) -> None:
             )
             page = context.pages[0] if context.pages else context.new_page()
             try:
-                workspace = f"cartokit-{uuid.uuid4().hex[:8]}"
-                page.goto(
-                    f"{base}/lab/workspaces/{workspace}/tree/{NOTEBOOK.name}?reset&token={token}"
-                )
-                page.wait_for_function(
-                    "() => window.jupyterapp && document.querySelector('.jp-Notebook .jp-Cell')",
-                    timeout=60_000,
-                )
-                wait_for_idle_kernel(page)
-                # Fire and forget: the command's promise settles only when every cell has run.
-                page.evaluate(
-                    "() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }"
-                )
+                open_and_run(page, base, token, NOTEBOOK.name)
                 page.wait_for_selector(COUNT.format("easy"), timeout=60_000)
                 before = read_counts(page)
                 assert before == region_counts(metrics).to_dict()
@@ -276,15 +290,7 @@ def test_explorer_end_to_end_in_jupyterlab(tmp_path: Path) -> None:
                     "10 classes, scroll for all"
                 ), f"the class table shows {table['shown']} of {table['classes']}, no note"
 
-                handle = page.locator(f"{SLIDER} .noUi-handle")
-                handle.scroll_into_view_if_needed()
-                box = handle.bounding_box()
-                assert box is not None, "the easy-confidence slider handle is not on the page"
-                x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-                page.mouse.move(x, y)
-                page.mouse.down()
-                page.mouse.move(x - 25, y, steps=8)
-                page.mouse.up()
+                drag_slider(page)
 
                 deadline = time.monotonic() + 30
                 while True:
