@@ -76,7 +76,8 @@ def density_rgba(
     Parameters
     ----------
     cells : numpy.ndarray
-        Cell of each point (:func:`window_cells`); -1 leaves the point out.
+        Cell of each point in the image (:func:`window_cells`, without the -1 of the points
+        outside it).
     values : numpy.ndarray
         The colour column's value of each point: a category code (NaN for missing) when
         ``categories`` is a count, else a number.
@@ -89,22 +90,17 @@ def density_rgba(
     """
     cols, rows = grid
     size = cols * rows
-    keep = cells >= 0
-    if not keep.all():  # a caller that drops the -1 cells first saves these copies
-        cells, values = cells[keep], values[keep]
-        selected = None if selected is None else selected[keep]
-    where, vals = cells, values
-    counts = np.bincount(where, minlength=size)
+    counts = np.bincount(cells, minlength=size)
     rgb = np.tile(_rgb(MISSING_COLOR), (size, 1))
     filled = counts > 0
     if categories is not None:
-        codes = np.where(np.isnan(vals), categories, vals).astype(np.int64)
-        majority = _majority(where, codes, size, categories + 1)
+        codes = np.where(np.isnan(values), categories, values).astype(np.int64)
+        majority = _majority(cells, codes, size, categories + 1)
         rgb[filled] = _palette(colors)[majority[filled]]
     else:
-        finite = np.isfinite(vals)
-        total = np.bincount(where[finite], weights=vals[finite], minlength=size)
-        n_finite = np.bincount(where[finite], minlength=size)
+        finite = np.isfinite(values)
+        total = np.bincount(cells[finite], weights=values[finite], minlength=size)
+        n_finite = np.bincount(cells[finite], minlength=size)
         has = n_finite > 0
         mean = np.divide(total, n_finite, out=np.zeros(size), where=has)
         span = (high - low) or 1.0
